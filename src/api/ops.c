@@ -1,0 +1,33 @@
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "../config.h"
+#include "../util.h"
+#include "../worker.h"
+#include "api.h"
+
+void api_root(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    static const char body[] = "{\"message\":\"Async Exchange Service is running\"}";
+    http_reply(req->x, 200, body, sizeof body - 1, NULL);
+}
+
+void api_health(struct http_request *req, void *ctx)
+{
+    struct worker *w = ctx;
+    struct worker_totals t;
+    worker_set_totals(w->set, &t);
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"ok\",\"version\":\"" EXCHANGED_VERSION "\","
+                     "\"uptime_s\":%" PRIu64 ",\"workers\":%d,\"connections_open\":%" PRIu64
+                     ",\"requests_total\":%" PRIu64 ",\"tasks_accepted\":%" PRIu64
+                     ",\"tasks_in_flight\":%" PRIu64 ",\"sync_in_flight\":%" PRIu64
+                     ",\"callbacks_delivered\":%" PRIu64 ",\"callbacks_failed\":%" PRIu64 "}",
+                     (util_now_ms() - worker_set_started_ms(w->set)) / 1000,
+                     worker_set_count(w->set), t.connections_open, t.requests_total,
+                     t.tasks_accepted, t.tasks_in_flight, t.sync_in_flight,
+                     t.callbacks_delivered, t.callbacks_failed);
+    http_reply(req->x, 200, body, (size_t)n, NULL);
+}

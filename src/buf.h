@@ -1,0 +1,29 @@
+/*
+ * buf: a growable byte buffer (always NUL-terminated for convenience).
+ * buf_init fills caller storage; buf_free releases the bytes; buf_reset
+ * empties and keeps the capacity. Not thread-safe; one owner at a time.
+ * Growth goes through xrealloc (aborts on OOM): callers bound the sizes
+ * that come from outside before appending.
+ */
+#ifndef EXCHANGED_BUF_H
+#define EXCHANGED_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    char *data; /* NULL until the first append */
+    size_t len;
+    size_t cap;
+};
+
+void buf_init(struct buf *b);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *data, size_t n);
+void buf_append_str(struct buf *b, const char *s);
+void buf_append_fmt(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hand the bytes to the caller (who frees them); b is left empty. */
+char *buf_steal(struct buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * delivery: the callback PUTs of one worker, through libcurl's multi
+ * interface driven by the worker's libuv loop (sockets watched with
+ * uv_poll_t, curl's timeout with one uv_timer_t).
+ *
+ * At most max_in_flight transfers run at once; the rest wait in a FIFO.
+ * Connections to the main service are kept and reused by the multi
+ * handle. Our code owns every socket's lifetime (open/close socket
+ * callbacks): a socket is closed only after its uv_poll_t is closed, so
+ * libuv never watches a descriptor curl already closed (curl #14976).
+ *
+ * One attempt per delivery_send; the caller decides about retries.
+ * Not thread-safe: everything on the owning loop's thread.
+ */
+#ifndef EXCHANGED_DELIVERY_H
+#define EXCHANGED_DELIVERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct delivery;
+
+struct delivery_config {
+    const char *url;            /* full callback URL; copied */
+    int max_in_flight;
+    uint64_t connect_timeout_ms;
+    uint64_t timeout_ms;
+};
+
+struct delivery_result {
+    int ok;            /* 1 when the main service answered 2xx */
+    long http_status;  /* 0 when no answer came */
+    const char *error; /* on failure: curl's error, or "HTTP 400: <body, truncated>" */
+};
+
+/* Called once per delivery_send, on the loop's thread; r is valid only
+ * during the call. */
+typedef void (*delivery_done_cb)(void *arg, const struct delivery_result *r);
+
+struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg);
+/* Queues one PUT of body (len bytes; ownership passes to delivery, which
+ * frees it). done runs when it has succeeded or failed. */
+void delivery_send(struct delivery *d, char *body, size_t len, delivery_done_cb done, void *arg);
+/* Transfers queued or running. */
+size_t delivery_pending(const struct delivery *d);
+/* Aborts what is queued or running (their done callbacks run with
+ * error "shutting down"), closes every handle, then calls closed(arg)
+ * and frees d. */
+void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg);
+
+#endif

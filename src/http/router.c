@@ -1,0 +1,53 @@
+#include "router.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <string.h>
+
+/* 1 when pattern matches path; sets the '*' segment. */
+static int pattern_match(const char *pattern, const char *path, size_t len, const char **param,
+                         size_t *param_len)
+{
+    size_t plen = strlen(pattern);
+    if (plen && pattern[plen - 1] == '*') {
+        size_t prefix = plen - 1;
+        if (len <= prefix || memcmp(pattern, path, prefix) != 0)
+            return 0;
+        if (memchr(path + prefix, '/', len - prefix))
+            return 0;
+        *param = path + prefix;
+        *param_len = len - prefix;
+        return 1;
+    }
+    if (plen != len || memcmp(pattern, path, len) != 0)
+        return 0;
+    *param = NULL;
+    *param_len = 0;
+    return 1;
+}
+
+int router_match(const struct route *routes, int method, const char *path, size_t path_len,
+                 struct route_match *m)
+{
+    memset(m, 0, sizeof *m);
+    int path_seen = 0;
+    for (const struct route *r = routes; r->pattern; r++) {
+        const char *param;
+        size_t param_len;
+        if (!pattern_match(r->pattern, path, path_len, &param, &param_len))
+            continue;
+        if (r->method == method) {
+            m->route = r;
+            m->param = param;
+            m->param_len = param_len;
+            return 0;
+        }
+        const char *name = http_method_str((enum http_method)r->method);
+        if (!strstr(m->allow, name)) {
+            size_t used = strlen(m->allow);
+            snprintf(m->allow + used, sizeof m->allow - used, "%s%s", used ? ", " : "", name);
+        }
+        path_seen = 1;
+    }
+    return path_seen ? -405 : -404;
+}

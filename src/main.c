@@ -1,0 +1,136 @@
+/*
+ * exchanged: start-up, signals, and the worker threads (see worker.h).
+ * The main thread only waits: for a signal, then for the workers to end.
+ */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config.h"
+#include "util.h"
+#include "worker.h"
+
+#define STDOUT_FLUSH_MS 100
+
+struct app {
+    struct worker_set *workers;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t flush;
+    uv_async_t done;
+    uv_thread_t joiner;
+    int stopping;
+};
+
+static void on_flush(uv_timer_t *t)
+{
+    (void)t;
+    fflush(stdout);
+}
+
+static void join_workers(void *arg)
+{
+    struct app *app = arg;
+    worker_set_join(app->workers);
+    uv_async_send(&app->done);
+}
+
+static void on_done(uv_async_t *a)
+{
+    struct app *app = a->data;
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->flush, NULL);
+    uv_close((uv_handle_t *)&app->done, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct app *app = s->data;
+    if (app->stopping) {
+        log_warn("event=forced_exit signal=%d", signum);
+        fflush(stdout);
+        _exit(1);
+    }
+    app->stopping = 1;
+    log_info("event=stopping signal=%d", signum);
+    worker_set_stop(app->workers);
+    if (uv_thread_create(&app->joiner, join_workers, app) != 0) {
+        log_error("event=thread_create_failed");
+        _exit(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    char err[512];
+    int rc = config_load(&cfg, argc, argv, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "exchanged: %s\n", err);
+        return 2;
+    }
+    if (rc > 0) {
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--version")) {
+                printf("exchanged %s\n", EXCHANGED_VERSION);
+                return 0;
+            }
+        config_print_help(stdout);
+        return 0;
+    }
+    log_set_level(!strcmp(cfg.log_level, "debug")  ? LOG_DEBUG
+                  : !strcmp(cfg.log_level, "warn") ? LOG_WARN
+                  : !strcmp(cfg.log_level, "error") ? LOG_ERROR
+                                                    : LOG_INFO);
+    signal(SIGPIPE, SIG_IGN);
+    if (!isatty(STDOUT_FILENO))
+        setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "exchanged: libcurl failed to initialise\n");
+        return 1;
+    }
+
+    struct app app;
+    memset(&app, 0, sizeof app);
+    app.workers = worker_set_new(&cfg, err, sizeof err);
+    if (!app.workers) {
+        fprintf(stderr, "exchanged: %s\n", err);
+        return 1;
+    }
+    rc = worker_set_start(app.workers);
+    if (rc != 0) {
+        fprintf(stderr, "exchanged: cannot start workers: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    char host[300];
+    snprintf(host, sizeof host, strchr(cfg.host, ':') ? "[%s]" : "%s", cfg.host);
+    log_info("event=listening address=http://%s:%d workers=%d latency=%.3g-%.3g "
+             "sync_latency=%.3g main_service_url=%s",
+             host, worker_set_port(app.workers), cfg.workers,
+             (double)cfg.latency_ms[0] / 1000, (double)cfg.latency_ms[1] / 1000,
+             (double)cfg.sync_latency_ms / 1000, cfg.main_service_url);
+
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &app.sigint);
+    uv_signal_init(loop, &app.sigterm);
+    app.sigint.data = app.sigterm.data = &app;
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    uv_timer_init(loop, &app.flush);
+    uv_timer_start(&app.flush, on_flush, STDOUT_FLUSH_MS, STDOUT_FLUSH_MS);
+    uv_async_init(loop, &app.done, on_done);
+    app.done.data = &app;
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    uv_thread_join(&app.joiner);
+    worker_set_free(app.workers);
+    uv_loop_close(loop);
+    curl_global_cleanup();
+    fflush(stdout);
+    log_info("event=stopped");
+    return 0;
+}

@@ -1,0 +1,343 @@
+/*
+ * exchanged-main: a stand-in for the caller's main service, on the same
+ * HTTP stack as exchanged. It receives the callbacks:
+ *
+ *   PUT /api/exchange_result            {"token", "request_id", "breakdown"}
+ *       -> 200 {"status":"ok"}; a wrong token -> 400 {"message":"Invalid token"}
+ *   GET /api/exchange_result/{request_id} -> the last result received for it, or 404
+ *   GET /api/stats                      -> {"received":N,"distinct":D,"duplicates":X,"rejected":R}
+ *   GET /                               -> {"status":"ok"}
+ *
+ * and prints each result it accepts on stdout (one line, the body as
+ * received) unless --quiet. Results are kept in memory, in one hash table
+ * shared by the worker threads under a mutex (a stand-in, not a product:
+ * the lock is held for a lookup and an insert only).
+ */
+#include <http_parser.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../buf.h"
+#include "../http/server.h"
+#include "../limits.h"
+#include "../opts.h"
+#include "../util.h"
+
+struct entry {
+    struct entry *next;
+    char *key;   /* request_id as compact JSON text: "abc" or 42 */
+    char *body;  /* the last callback body */
+    size_t len;
+};
+
+static struct {
+    const char *host;
+    int port;
+    int workers;
+    const char *token;
+    int quiet;
+} opt = {"127.0.0.1", 3001, 2, "MY_SECRET_TOKEN", 0};
+
+static const struct opt table[] = {
+    {"host", "MAIN_HOST", OPT_STR, &opt.host, 0, 0, "ADDR", "address to listen on (default 127.0.0.1)"},
+    {"port", "MAIN_PORT", OPT_INT, &opt.port, 0, 65535, "N", "TCP port (default 3001; 0 picks one)"},
+    {"workers", "MAIN_WORKERS", OPT_INT, &opt.workers, 1, 64, "N", "loop threads (default 2)"},
+    {"token", "SECRET_TOKEN", OPT_STR, &opt.token, 0, 0, "TOKEN",
+     "token callbacks must carry (default: the seed's token)"},
+    {"quiet", "MAIN_QUIET", OPT_FLAG, &opt.quiet, 0, 0, NULL, "do not print each result"},
+    {0},
+};
+
+static uv_mutex_t lock;
+static struct entry **buckets;
+static size_t nbuckets, nentries;
+static uint64_t received, duplicates, rejected;
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void grow(void)
+{
+    size_t n = nbuckets ? nbuckets * 2 : 1024;
+    struct entry **b = xcalloc(n, sizeof *b);
+    for (size_t i = 0; i < nbuckets; i++) {
+        struct entry *e = buckets[i];
+        while (e) {
+            struct entry *next = e->next;
+            size_t k = hash(e->key) & (n - 1);
+            e->next = b[k];
+            b[k] = e;
+            e = next;
+        }
+    }
+    free(buckets);
+    buckets = b;
+    nbuckets = n;
+}
+
+/* Stores body under key; returns 1 when the key was new. Caller holds lock. */
+static int store(const char *key, const char *body, size_t len)
+{
+    if (nentries >= nbuckets / 2)
+        grow();
+    size_t k = hash(key) & (nbuckets - 1);
+    for (struct entry *e = buckets[k]; e; e = e->next)
+        if (!strcmp(e->key, key)) {
+            free(e->body);
+            e->body = xstrndup(body, len);
+            e->len = len;
+            return 0;
+        }
+    struct entry *e = xmalloc(sizeof *e);
+    e->key = xstrndup(key, strlen(key));
+    e->body = xstrndup(body, len);
+    e->len = len;
+    e->next = buckets[k];
+    buckets[k] = e;
+    nentries++;
+    return 1;
+}
+
+static void reply_message(struct http_exchange *x, int status, const char *msg)
+{
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg);
+    http_reply(x, status, body, (size_t)n, NULL);
+}
+
+static void put_result(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    json_error_t jerr;
+    json_t *root = json_loadb(req->body, req->body_len, 0, &jerr);
+    const char *why = NULL;
+    json_t *token = root ? json_object_get(root, "token") : NULL;
+    json_t *rid = root ? json_object_get(root, "request_id") : NULL;
+    if (!root)
+        why = "Invalid JSON";
+    else if (!json_is_string(token) || strcmp(json_string_value(token), opt.token) != 0)
+        why = "Invalid token";
+    else if (!rid || !(json_is_string(rid) || json_is_integer(rid)) ||
+             !json_is_array(json_object_get(root, "breakdown")))
+        why = "Invalid payload";
+    if (why) {
+        uv_mutex_lock(&lock);
+        rejected++;
+        uv_mutex_unlock(&lock);
+        json_decref(root);
+        reply_message(req->x, 400, why);
+        return;
+    }
+    char *key = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
+    uv_mutex_lock(&lock);
+    received++;
+    if (!store(key, req->body, req->body_len))
+        duplicates++;
+    uv_mutex_unlock(&lock);
+    if (!opt.quiet)
+        printf("result %.*s\n", (int)req->body_len, req->body);
+    free(key);
+    json_decref(root);
+    static const char ok[] = "{\"status\":\"ok\"}";
+    http_reply(req->x, 200, ok, sizeof ok - 1, NULL);
+}
+
+static int unhex(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void get_result(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    /* percent-decode the id, then look it up as a string and as an integer */
+    char id[LIMIT_ID_BYTES * 3 + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < req->param_len && n < sizeof id - 1; i++) {
+        char c = req->param[i];
+        if (c == '%' && i + 2 < req->param_len && unhex(req->param[i + 1]) >= 0 && unhex(req->param[i + 2]) >= 0) {
+            c = (char)(unhex(req->param[i + 1]) * 16 + unhex(req->param[i + 2]));
+            i += 2;
+        }
+        id[n++] = c;
+    }
+    id[n] = '\0';
+    json_t *s = json_stringn(id, n);
+    char *as_string = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(s);
+    char *body = NULL;
+    size_t len = 0;
+    uv_mutex_lock(&lock);
+    for (int pass = 0; pass < 2 && !body && nbuckets; pass++) {
+        const char *key = pass == 0 ? as_string : id;
+        if (!key)
+            continue;
+        for (struct entry *e = buckets[hash(key) & (nbuckets - 1)]; e; e = e->next)
+            if (!strcmp(e->key, key)) {
+                body = xstrndup(e->body, e->len);
+                len = e->len;
+                break;
+            }
+    }
+    uv_mutex_unlock(&lock);
+    free(as_string);
+    if (!body) {
+        reply_message(req->x, 404, "Not found");
+        return;
+    }
+    http_reply(req->x, 200, body, len, NULL);
+    free(body);
+}
+
+static void get_stats(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    char body[256];
+    uv_mutex_lock(&lock);
+    int n = snprintf(body, sizeof body,
+                     "{\"received\":%llu,\"distinct\":%llu,\"duplicates\":%llu,\"rejected\":%llu}",
+                     (unsigned long long)received, (unsigned long long)nentries,
+                     (unsigned long long)duplicates, (unsigned long long)rejected);
+    uv_mutex_unlock(&lock);
+    http_reply(req->x, 200, body, (size_t)n, NULL);
+}
+
+static void get_root(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    http_reply(req->x, 200, ok, sizeof ok - 1, NULL);
+}
+
+static const struct route routes[] = {
+    {HTTP_GET, "/", get_root, 0},
+    {HTTP_GET, "/api/stats", get_stats, 0},
+    {HTTP_PUT, "/api/exchange_result", put_result, ROUTE_JSON_BODY},
+    {HTTP_GET, "/api/exchange_result/*", get_result, 0},
+    {0},
+};
+
+struct mworker {
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop;
+    struct http_server *server;
+    struct http_counters counters;
+};
+
+static void on_drained(void *arg)
+{
+    struct mworker *w = arg;
+    uv_close((uv_handle_t *)&w->stop, NULL);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    struct mworker *w = a->data;
+    http_server_stop(w->server, on_drained, w);
+}
+
+static void run_loop(void *arg)
+{
+    struct mworker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+}
+
+static uv_signal_t sigint_h, sigterm_h;
+static uv_timer_t flush_h;
+static struct mworker *workers;
+
+static void on_flush(uv_timer_t *t)
+{
+    (void)t;
+    fflush(stdout);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    for (int i = 0; i < opt.workers; i++)
+        uv_async_send(&workers[i].stop);
+    uv_close((uv_handle_t *)&sigint_h, NULL);
+    uv_close((uv_handle_t *)&sigterm_h, NULL);
+    uv_close((uv_handle_t *)&flush_h, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    char err[256];
+    int rc = opts_parse(table, argc, argv, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "exchanged-main: %s\n", err);
+        return 2;
+    }
+    if (rc > 0) {
+        printf("exchanged-main - a stand-in main service that receives exchanged's callbacks\n\n"
+               "Usage: exchanged-main [OPTION]...\n\nOptions:\n");
+        opts_print_help(stdout, table);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (!isatty(STDOUT_FILENO))
+        setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    uv_mutex_init(&lock);
+    workers = xcalloc((size_t)opt.workers, sizeof *workers);
+    int port = opt.port;
+    for (int i = 0; i < opt.workers; i++) {
+        struct mworker *w = &workers[i];
+        int bound = 0;
+        int fd = http_listen_socket(opt.host, port, 4096, &bound);
+        if (fd < 0) {
+            fprintf(stderr, "exchanged-main: cannot listen on %s:%d: %s\n", opt.host, port,
+                    strerror(-fd));
+            return 1;
+        }
+        if (i == 0)
+            port = bound;
+        uv_loop_init(&w->loop);
+        uv_async_init(&w->loop, &w->stop, on_stop);
+        w->stop.data = w;
+        struct http_server_config sc = {&w->counters, routes, w, 1024 * 1024, 100000,
+                                        10000, 30000, 75000};
+        int e = 0;
+        w->server = http_server_new(&w->loop, fd, &sc, &e);
+        if (!w->server) {
+            fprintf(stderr, "exchanged-main: %s\n", uv_strerror(e));
+            return 1;
+        }
+    }
+    for (int i = 0; i < opt.workers; i++)
+        uv_thread_create(&workers[i].thread, run_loop, &workers[i]);
+    log_info("event=listening address=http://%s:%d workers=%d", opt.host, port, opt.workers);
+
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &sigint_h);
+    uv_signal_init(loop, &sigterm_h);
+    uv_signal_start(&sigint_h, on_signal, SIGINT);
+    uv_signal_start(&sigterm_h, on_signal, SIGTERM);
+    uv_timer_init(loop, &flush_h);
+    uv_timer_start(&flush_h, on_flush, 100, 100);
+    uv_run(loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < opt.workers; i++)
+        uv_thread_join(&workers[i].thread);
+    fflush(stdout);
+    return 0;
+}

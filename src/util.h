@@ -1,0 +1,41 @@
+/*
+ * util: allocation that aborts on failure, and the logging macros.
+ *
+ * xmalloc/xcalloc/xrealloc/xstrndup are for small internal allocations whose
+ * size never comes from outside unchecked (CONVENTIONS 5): on failure they
+ * print a message and abort. Sizes from the wire are checked against
+ * limits.h before anything is allocated.
+ *
+ * Logging: one line per event to stderr, "LEVEL file:line key=value ...".
+ * log_* may be called from any thread (each line is one fprintf, which stdio
+ * locks). Secrets are never passed to them.
+ */
+#ifndef EXCHANGED_UTIL_H
+#define EXCHANGED_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+/* Copy of the first n bytes of s plus a NUL; caller frees. */
+char *xstrndup(const char *s, size_t n);
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Minimum level printed; set once at start-up (before threads). */
+void log_set_level(enum log_level level);
+int log_enabled(enum log_level level);
+void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__); } while (0)
+#define log_info(...) log_write(LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define log_warn(...) log_write(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define log_error(...) log_write(LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+
+/* Milliseconds on a monotonic clock. */
+uint64_t util_now_ms(void);
+
+#endif

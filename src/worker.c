@@ -1,0 +1,187 @@
+#include "worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "core/delivery.h"
+#include "core/runner.h"
+#include "http/server.h"
+#include "util.h"
+
+#define DRAIN_POLL_MS 50
+
+struct worker_set {
+    const struct config *cfg;
+    int n;
+    int port;
+    uint64_t started_ms;
+    struct worker *w;
+};
+
+struct worker_set *worker_set_new(const struct config *cfg, char *err, size_t errlen)
+{
+    struct worker_set *s = xcalloc(1, sizeof *s);
+    s->cfg = cfg;
+    s->n = cfg->workers;
+    s->w = xcalloc((size_t)s->n, sizeof *s->w);
+    s->port = cfg->port;
+    s->started_ms = util_now_ms();
+    for (int i = 0; i < s->n; i++) {
+        int bound = 0;
+        int fd = http_listen_socket(cfg->host, s->port, 4096, &bound);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, s->port,
+                     strerror(-fd));
+            for (int j = 0; j < i; j++)
+                close(s->w[j].listen_fd);
+            free(s->w);
+            free(s);
+            return NULL;
+        }
+        if (i == 0)
+            s->port = bound;
+        s->w[i].listen_fd = fd;
+        s->w[i].id = i;
+        s->w[i].set = s;
+        s->w[i].cfg = cfg;
+    }
+    return s;
+}
+
+int worker_set_port(const struct worker_set *s) { return s->port; }
+int worker_set_count(const struct worker_set *s) { return s->n; }
+uint64_t worker_set_started_ms(const struct worker_set *s) { return s->started_ms; }
+
+static void on_server_drained(void *arg)
+{
+    struct worker *w = arg;
+    w->server = NULL;
+    w->server_drained = 1;
+}
+
+static void on_delivery_closed(void *arg)
+{
+    struct worker *w = arg;
+    w->delivery = NULL;
+    runner_close(w->runner);
+    w->runner = NULL;
+    uv_close((uv_handle_t *)&w->stop_async, NULL);
+    uv_close((uv_handle_t *)&w->drain_timer, NULL);
+}
+
+static void on_drain_poll(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    int tasks_done = runner_active(w->runner) == 0 && delivery_pending(w->delivery) == 0;
+    int over = util_now_ms() - w->stop_started_ms >= w->cfg->shutdown_grace_ms;
+    if (!(w->server_drained && tasks_done) && !over)
+        return;
+    uv_timer_stop(t);
+    if (!w->server_drained)
+        log_warn("event=shutdown_grace_over worker=%d", w->id);
+    /* The server may still hold connections past the grace: their answers
+     * are dropped with the loop. */
+    delivery_close(w->delivery, on_delivery_closed, w);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    if (w->stop_started_ms)
+        return;
+    w->stop_started_ms = util_now_ms();
+    http_server_stop(w->server, on_server_drained, w);
+    uv_timer_start(&w->drain_timer, on_drain_poll, 0, DRAIN_POLL_MS);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* handles left past the grace (connections still waiting): close them */
+    uv_walk(&w->loop, walk_close, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop) != 0)
+        log_warn("event=loop_not_closed worker=%d", w->id);
+}
+
+int worker_set_start(struct worker_set *s)
+{
+    const struct config *cfg = s->cfg;
+    char url[2200];
+    snprintf(url, sizeof url, "%s/api/exchange_result", cfg->main_service_url);
+    unsigned per_worker = (unsigned)((cfg->max_connections + s->n - 1) / s->n);
+    for (int i = 0; i < s->n; i++) {
+        struct worker *w = &s->w[i];
+        uv_loop_init(&w->loop);
+        uv_async_init(&w->loop, &w->stop_async, on_stop);
+        w->stop_async.data = w;
+        uv_timer_init(&w->loop, &w->drain_timer);
+        w->drain_timer.data = w;
+        struct delivery_config dc = {url, cfg->callbacks_in_flight,
+                                     cfg->callback_connect_timeout_ms, cfg->callback_timeout_ms};
+        w->delivery = delivery_new(&w->loop, &dc);
+        struct runner_config rc = {&w->runner_counters, cfg->latency_ms[0], cfg->latency_ms[1],
+                                   cfg->sync_latency_ms, cfg->secret_token, cfg->bill_log, w->id};
+        w->runner = runner_new(&w->loop, &rc, w->delivery);
+        struct http_server_config sc = {&w->http_counters, api_routes, w, cfg->max_body, per_worker,
+                                        cfg->header_timeout_ms, cfg->body_timeout_ms,
+                                        cfg->idle_timeout_ms};
+        int err = 0;
+        w->server = http_server_new(&w->loop, w->listen_fd, &sc, &err);
+        if (!w->server)
+            return err;
+    }
+    for (int i = 0; i < s->n; i++) {
+        int rc = uv_thread_create(&s->w[i].thread, worker_main, &s->w[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+void worker_set_stop(struct worker_set *s)
+{
+    for (int i = 0; i < s->n; i++)
+        uv_async_send(&s->w[i].stop_async);
+}
+
+void worker_set_join(struct worker_set *s)
+{
+    for (int i = 0; i < s->n; i++)
+        uv_thread_join(&s->w[i].thread);
+}
+
+void worker_set_free(struct worker_set *s)
+{
+    free(s->w);
+    free(s);
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+void worker_set_totals(const struct worker_set *s, struct worker_totals *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < s->n; i++) {
+        const struct http_counters *h = &s->w[i].http_counters;
+        const struct runner_counters *r = &s->w[i].runner_counters;
+        out->connections_open += LOAD(h->connections_open);
+        out->requests_total += LOAD(h->requests_total);
+        out->tasks_accepted += LOAD(r->tasks_accepted);
+        out->tasks_in_flight += LOAD(r->tasks_in_flight);
+        out->sync_in_flight += LOAD(r->sync_in_flight);
+        out->callbacks_delivered += LOAD(r->callbacks_delivered);
+        out->callbacks_failed += LOAD(r->callbacks_failed);
+    }
+}

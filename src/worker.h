@@ -1,0 +1,66 @@
+/*
+ * worker: one thread, one libuv loop, and what that loop owns: a listener
+ * on the shared port (SO_REUSEPORT: the kernel spreads connections), its
+ * connections, its tasks (runner + deadline heap) and its callbacks
+ * (delivery). Nothing mutable is shared between workers, so the request
+ * path takes no lock.
+ *
+ * A worker set is made, started and stopped by main's thread:
+ *   worker_set_new -> worker_set_start -> (signal) worker_set_stop
+ *   -> worker_set_join -> worker_set_free
+ * Stopping: each worker stops accepting, finishes the answers under way,
+ * lets tasks under way finish for up to the shutdown grace, then drops
+ * the rest (logged) and ends its loop.
+ */
+#ifndef EXCHANGED_WORKER_H
+#define EXCHANGED_WORKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "core/runner.h"
+#include "http/server.h"
+
+struct worker_set;
+
+struct worker {
+    int id;
+    struct worker_set *set;
+    const struct config *cfg;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop_async;
+    uv_timer_t drain_timer;   /* shutdown: polls for "all done", bounded by the grace */
+    uint64_t stop_started_ms;
+    int listen_fd;
+    int server_drained;
+    struct http_server *server;
+    struct runner *runner;
+    struct delivery *delivery;
+    struct http_counters http_counters;
+    struct runner_counters runner_counters;
+};
+
+/* Totals over all workers, read from any thread. */
+struct worker_totals {
+    uint64_t connections_open, requests_total;
+    uint64_t tasks_accepted, tasks_in_flight, sync_in_flight;
+    uint64_t callbacks_delivered, callbacks_failed;
+};
+
+/* Opens cfg->workers listening sockets on host:port (the first decides
+ * the port when cfg->port is 0). Returns NULL with a one-line reason in err. */
+struct worker_set *worker_set_new(const struct config *cfg, char *err, size_t errlen);
+int worker_set_port(const struct worker_set *s);
+int worker_set_count(const struct worker_set *s);
+uint64_t worker_set_started_ms(const struct worker_set *s);
+/* Starts the threads. Returns 0 or a negative errno. */
+int worker_set_start(struct worker_set *s);
+/* Asks every worker to stop (async-signal-unsafe; call from a loop). */
+void worker_set_stop(struct worker_set *s);
+void worker_set_join(struct worker_set *s);
+void worker_set_free(struct worker_set *s);
+void worker_set_totals(const struct worker_set *s, struct worker_totals *out);
+
+#endif

@@ -37,6 +37,7 @@ UNIT_BIN := $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 PYTEST := /usr/bin/python3 -m pytest
 
 .PHONY: all deps run test unit e2e clean
+.SECONDARY:
 all: $(BUILD)/exchanged $(BUILD)/exchanged-main $(UNIT_BIN)
 
 deps:

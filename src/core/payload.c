@@ -214,6 +214,13 @@ int payload_parse(const char *body, size_t len, struct exchange **out, struct pa
         detail_error(err, 400, msg);
         return -1;
     }
+    size_t ws = 0;
+    while (ws < len && (body[ws] == ' ' || body[ws] == '\t' || body[ws] == '\r' || body[ws] == '\n'))
+        ws++;
+    if (ws == len) {
+        detail_error(err, 400, "Malformed JSON: the body is empty");
+        return -1;
+    }
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {

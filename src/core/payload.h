@@ -3,7 +3,7 @@
  * exact error answer FastAPI would give. Nothing else sees raw JSON.
  *
  * Order of checks, as the seed and FastAPI do them:
- *  1. body depth > LIMIT_JSON_DEPTH, invalid JSON, invalid UTF-8, duplicate
+ *  1. an empty body, depth > LIMIT_JSON_DEPTH, invalid JSON, invalid UTF-8, duplicate
  *     keys, NaN/Infinity literals, numbers out of range
  *        -> 400 {"detail": "Malformed JSON: <what> at line L column C (byte B)"}
  *  2. not an object -> 422 [{"type": "dict_type", "loc": ["body"], ...}]

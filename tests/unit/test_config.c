@@ -1,0 +1,73 @@
+/* config: defaults, the seed's names, one-line refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../../src/config.h"
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    unsetenv("MAIN_SERVICE_URL");
+    unsetenv("SECRET_TOKEN");
+    struct config c;
+    char err[256];
+    char *argv[] = {"exchanged", NULL};
+    assert_int_equal(config_load(&c, 1, argv, err, sizeof err), 0);
+    assert_string_equal(c.host, "127.0.0.1");
+    assert_int_equal(c.port, 8000);
+    assert_true(c.workers >= 1);
+    assert_int_equal(c.latency_ms[0], 1000);
+    assert_int_equal(c.latency_ms[1], 3000);
+    assert_int_equal(c.sync_latency_ms, 2000);
+    assert_string_equal(c.main_service_url, "http://localhost:3001");
+    assert_string_equal(c.secret_token, "MY_SECRET_TOKEN");
+}
+
+static void test_seed_env_and_flags(void **state)
+{
+    (void)state;
+    setenv("MAIN_SERVICE_URL", "http://main:9000/", 1);
+    setenv("SECRET_TOKEN", "s3cret", 1);
+    struct config c;
+    char err[256];
+    char *argv[] = {"exchanged", "--latency", "0-0", "--workers", "3", "--sync-latency", "0.25", NULL};
+    assert_int_equal(config_load(&c, 7, argv, err, sizeof err), 0);
+    assert_string_equal(c.main_service_url, "http://main:9000");
+    assert_string_equal(c.secret_token, "s3cret");
+    assert_int_equal(c.latency_ms[1], 0);
+    assert_int_equal(c.workers, 3);
+    assert_int_equal(c.sync_latency_ms, 250);
+    unsetenv("MAIN_SERVICE_URL");
+    unsetenv("SECRET_TOKEN");
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[256];
+    char *a1[] = {"exchanged", "--port", "70000", NULL};
+    assert_int_equal(config_load(&c, 3, a1, err, sizeof err), -1);
+    assert_string_equal(err, "--port: expected an integer from 0 to 65535");
+    char *a2[] = {"exchanged", "--log-level", "loud", NULL};
+    assert_int_equal(config_load(&c, 3, a2, err, sizeof err), -1);
+    char *a3[] = {"exchanged", "--main-service-url", "localhost:3001", NULL};
+    assert_int_equal(config_load(&c, 3, a3, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--main-service-url"));
+    char *a4[] = {"exchanged", "--workers", "4", "--max-connections", "2", NULL};
+    assert_int_equal(config_load(&c, 5, a4, err, sizeof err), -1);
+    char *a5[] = {"exchanged", "--version", NULL};
+    assert_int_equal(config_load(&c, 2, a5, err, sizeof err), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults), cmocka_unit_test(test_seed_env_and_flags),
+        cmocka_unit_test(test_refusals)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

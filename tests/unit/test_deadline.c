@@ -1,0 +1,70 @@
+/* deadline: heap order, ties by tag, due-only popping, shrink after bursts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "../../src/core/deadline.h"
+
+static void test_order(void **state)
+{
+    (void)state;
+    struct deadline_heap h;
+    deadline_init(&h);
+    uint64_t due;
+    uint32_t tag;
+    assert_int_equal(deadline_peek(&h, &due), -1);
+    assert_null(deadline_pop_due(&h, 1000, &tag));
+    int items[5];
+    deadline_push(&h, 300, &items[0], 0);
+    deadline_push(&h, 100, &items[1], 1);
+    deadline_push(&h, 200, &items[2], 2);
+    deadline_push(&h, 100, &items[3], 0); /* same due time, smaller tag: first */
+    deadline_push(&h, 50, &items[4], 4);
+    assert_int_equal(deadline_peek(&h, &due), 0);
+    assert_int_equal(due, 50);
+    assert_null(deadline_pop_due(&h, 49, &tag));
+    assert_ptr_equal(deadline_pop_due(&h, 100, &tag), &items[4]);
+    assert_int_equal(tag, 4);
+    assert_ptr_equal(deadline_pop_due(&h, 100, &tag), &items[3]);
+    assert_ptr_equal(deadline_pop_due(&h, 100, &tag), &items[1]);
+    assert_int_equal(tag, 1);
+    assert_null(deadline_pop_due(&h, 100, &tag));
+    assert_int_equal(deadline_len(&h), 2);
+    assert_ptr_equal(deadline_pop_due(&h, 1000, &tag), &items[2]);
+    assert_ptr_equal(deadline_pop_due(&h, 1000, &tag), &items[0]);
+    assert_int_equal(deadline_len(&h), 0);
+    deadline_free(&h);
+}
+
+static void test_random_many(void **state)
+{
+    (void)state;
+    struct deadline_heap h;
+    deadline_init(&h);
+    srand(7);
+    enum { N = 100000 };
+    for (int i = 0; i < N; i++)
+        deadline_push(&h, (uint64_t)(rand() % 5000), NULL, (uint32_t)(i & DEADLINE_TAG_MAX));
+    uint64_t last = 0, due;
+    uint32_t tag;
+    size_t popped = 0;
+    while (deadline_peek(&h, &due) == 0) {
+        assert_true(due >= last);
+        last = due;
+        deadline_pop_due(&h, due, &tag);
+        popped++;
+    }
+    assert_int_equal(popped, N);
+    assert_true(h.cap <= 2048); /* memory given back as the heap emptied */
+    deadline_free(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_order),
+                                       cmocka_unit_test(test_random_many)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

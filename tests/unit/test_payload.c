@@ -1,0 +1,203 @@
+/* payload: the table of bad bodies with their exact answers, and the good ones. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../../src/core/payload.h"
+#include "../../src/limits.h"
+
+#define B1 "{\"denomination_id\":1,\"denomination\":10.0,\"count\":5}"
+#define OKB "\"bills\":[" B1 "]"
+#define INVALID "{\"detail\":\"Invalid payload\"}"
+#define E422(type, loc, msg) \
+    "{\"detail\":[{\"type\":\"" type "\",\"loc\":[\"body\"" loc "],\"msg\":\"" msg "\"}]}"
+
+struct bad {
+    const char *body;
+    int status;
+    const char *answer;
+};
+
+static const struct bad bad[] = {
+    /* malformed JSON: what and where */
+    {"", 400, "{\"detail\":\"Malformed JSON: the body is empty\"}"},
+    {" \r\n", 400, "{\"detail\":\"Malformed JSON: the body is empty\"}"},
+    {"{", 400, "{\"detail\":\"Malformed JSON: string or '}' expected near end of file at line 1 column 1 (byte 1)\"}"},
+    {"{\"request_id\": \"a\",}", 400, "{\"detail\":\"Malformed JSON: string or '}' expected near '}' at line 1 column 20 (byte 20)\"}"},
+    {"{\"a\":1} x", 400, "{\"detail\":\"Malformed JSON: end of file expected near 'x' at line 1 column 9 (byte 9)\"}"},
+    {"{\"a\":NaN}", 400, "{\"detail\":\"Malformed JSON: invalid token near 'NaN' at line 1 column 8 (byte 8)\"}"},
+    {"{\"a\":Infinity}", 400, "{\"detail\":\"Malformed JSON: invalid token near 'Infinity' at line 1 column 13 (byte 13)\"}"},
+    {"{\"a\":1e400}", 400, "{\"detail\":\"Malformed JSON: real number overflow near '1e400' at line 1 column 10 (byte 10)\"}"},
+    {"{\"a\":99999999999999999999}", 400, "{\"detail\":\"Malformed JSON: too big integer near '99999999999999999999' at line 1 column 25 (byte 25)\"}"},
+    {"{\"a\":1,\"a\":2}", 400, "{\"detail\":\"Malformed JSON: duplicate object key near '\\\"a\\\"' at line 1 column 10 (byte 10)\"}"},
+    {"{\"a\":\"\xff\"}", 400, "{\"detail\":\"Malformed JSON: unable to decode byte 0xff near '\\\"' at line 1 column 6 (byte 6)\"}"},
+    {"{\"a\":'x'}", 400, "{\"detail\":\"Malformed JSON: invalid token near ''' at line 1 column 6 (byte 6)\"}"},
+    {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", 400, "{\"detail\":\"Malformed JSON: nested deeper than 32 levels\"}"},
+    /* not an object */
+    {"[]", 422, E422("dict_type", "", "Input should be a valid dictionary")},
+    {"\"x\"", 422, E422("dict_type", "", "Input should be a valid dictionary")},
+    {"42", 422, E422("dict_type", "", "Input should be a valid dictionary")},
+    {"null", 422, E422("dict_type", "", "Input should be a valid dictionary")},
+    /* the seed's rule: missing or falsy */
+    {"{}", 400, INVALID},
+    {"{\"exchange_rate\":75.5," OKB "}", 400, INVALID},
+    {"{\"request_id\":\"a\"," OKB "}", 400, INVALID},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5}", 400, INVALID},
+    {"{\"request_id\":\"\",\"exchange_rate\":75.5," OKB "}", 400, INVALID},
+    {"{\"request_id\":0,\"exchange_rate\":75.5," OKB "}", 400, INVALID},
+    {"{\"request_id\":null,\"exchange_rate\":75.5," OKB "}", 400, INVALID},
+    {"{\"request_id\":false,\"exchange_rate\":75.5," OKB "}", 400, INVALID},
+    {"{\"request_id\":\"a\",\"exchange_rate\":0," OKB "}", 400, INVALID},
+    {"{\"request_id\":\"a\",\"exchange_rate\":0.0," OKB "}", 400, INVALID},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[]}", 400, INVALID},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":{}}", 400, INVALID},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":\"\"}", 400, INVALID},
+    {"{\"request_id\":[],\"exchange_rate\":75.5," OKB "}", 400, INVALID},
+    /* types and ranges: 422 */
+    {"{\"request_id\":true,\"exchange_rate\":75.5," OKB "}", 422, E422("int_or_string_type", ",\"request_id\"", "Input should be a valid integer or string")},
+    {"{\"request_id\":1.5,\"exchange_rate\":75.5," OKB "}", 422, E422("int_or_string_type", ",\"request_id\"", "Input should be a valid integer or string")},
+    {"{\"request_id\":[1],\"exchange_rate\":75.5," OKB "}", 422, E422("int_or_string_type", ",\"request_id\"", "Input should be a valid integer or string")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":\"75.5\"," OKB "}", 422, E422("float_type", ",\"exchange_rate\"", "Input should be a valid number")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":true," OKB "}", 422, E422("float_type", ",\"exchange_rate\"", "Input should be a valid number")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":-1," OKB "}", 422, E422("greater_than", ",\"exchange_rate\"", "Input should be greater than 0")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":\"abc\"}", 422, E422("list_type", ",\"bills\"", "Input should be a valid list")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":{\"x\":1}}", 422, E422("list_type", ",\"bills\"", "Input should be a valid list")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[1]}", 422, E422("dict_type", ",\"bills\",0", "Input should be a valid dictionary")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination\":1,\"count\":1}]}", 422, E422("missing", ",\"bills\",0,\"denomination_id\"", "Field required")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"count\":1}]}", 422, E422("missing", ",\"bills\",0,\"denomination\"", "Field required")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"denomination\":1}]}", 422, E422("missing", ",\"bills\",0,\"count\"", "Field required")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1.5,\"denomination\":1,\"count\":1}]}", 422, E422("int_or_string_type", ",\"bills\",0,\"denomination_id\"", "Input should be a valid integer or string")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":null,\"denomination\":1,\"count\":1}]}", 422, E422("int_or_string_type", ",\"bills\",0,\"denomination_id\"", "Input should be a valid integer or string")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"denomination\":\"10\",\"count\":1}]}", 422, E422("float_type", ",\"bills\",0,\"denomination\"", "Input should be a valid number")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"denomination\":-10,\"count\":1}]}", 422, E422("greater_than_equal", ",\"bills\",0,\"denomination\"", "Input should be greater than or equal to 0")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"denomination\":10,\"count\":\"5\"}]}", 422, E422("int_type", ",\"bills\",0,\"count\"", "Input should be a valid integer")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"denomination\":10,\"count\":true}]}", 422, E422("int_type", ",\"bills\",0,\"count\"", "Input should be a valid integer")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"denomination\":10,\"count\":1.5}]}", 422, E422("int_from_float", ",\"bills\",0,\"count\"", "Input should be a valid integer, got a number with a fractional part")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,\"denomination\":10,\"count\":-1}]}", 422, E422("greater_than_equal", ",\"bills\",0,\"count\"", "Input should be greater than or equal to 0")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":1e300,\"bills\":[{\"denomination_id\":1,\"denomination\":1e300,\"count\":1}]}", 422, E422("value_error", ",\"bills\",0", "Value error, subtotal is not a finite number")},
+    {"{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[" B1 ",7]}", 422, E422("dict_type", ",\"bills\",1", "Input should be a valid dictionary")},
+    /* two errors in one answer */
+    {"{\"request_id\":\"a\",\"exchange_rate\":-2,\"bills\":[{\"denomination_id\":1,\"denomination\":10,\"count\":-1}]}", 422,
+     "{\"detail\":[{\"type\":\"greater_than\",\"loc\":[\"body\",\"exchange_rate\"],\"msg\":\"Input should be greater than 0\"},"
+     "{\"type\":\"greater_than_equal\",\"loc\":[\"body\",\"bills\",0,\"count\"],\"msg\":\"Input should be greater than or equal to 0\"}]}"},
+};
+
+static void test_bad_table(void **state)
+{
+    (void)state;
+    size_t n = sizeof bad / sizeof bad[0];
+    assert_true(n >= 40);
+    int failures = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct exchange *ex = NULL;
+        struct payload_error err;
+        int rc = payload_parse(bad[i].body, strlen(bad[i].body), &ex, &err);
+        if (rc == 0 || err.status != bad[i].status || strcmp(err.body, bad[i].answer) != 0) {
+            fprintf(stderr, "case %zu %s\n  got  %d %s\n  want %d %s\n", i, bad[i].body,
+                    rc == 0 ? 200 : err.status, rc == 0 ? "(accepted)" : err.body, bad[i].status,
+                    bad[i].answer);
+            failures++;
+        }
+        free(ex);
+        if (rc != 0)
+            free(err.body);
+    }
+    assert_int_equal(failures, 0);
+}
+
+static void test_seed_example(void **state)
+{
+    (void)state;
+    const char *body = "{\"request_id\": \"async_test\", \"exchange_rate\": 75.5, \"bills\": ["
+                       "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
+                       "{\"denomination_id\": 2, \"denomination\": 20.0, \"count\": 3}], \"x\": 1}";
+    struct exchange *ex;
+    struct payload_error err;
+    assert_int_equal(payload_parse(body, strlen(body), &ex, &err), 0);
+    assert_string_equal(ex->request_id, "\"async_test\"");
+    assert_true(ex->rate == 75.5);
+    assert_int_equal(ex->nbills, 2);
+    assert_string_equal(ex->bills[0].id, "1");
+    assert_true(ex->bills[0].subtotal == 3775.0);
+    assert_string_equal(ex->bills[1].id, "2");
+    assert_true(ex->bills[1].subtotal == 4530.0);
+    free(ex);
+}
+
+static void test_ids_echoed(void **state)
+{
+    (void)state;
+    const char *body = "{\"request_id\": 42, \"exchange_rate\": 2, \"bills\": ["
+                       "{\"denomination_id\": \"r\\u00fcb/\\\"x\\\"\", \"denomination\": 0, \"count\": 5.0}]}";
+    struct exchange *ex;
+    struct payload_error err;
+    assert_int_equal(payload_parse(body, strlen(body), &ex, &err), 0);
+    assert_string_equal(ex->request_id, "42");
+    assert_string_equal(ex->bills[0].id, "\"r\\u00fcb/\\\"x\\\"\"");
+    assert_true(ex->bills[0].count == 5.0);
+    assert_true(ex->bills[0].subtotal == 0.0);
+    free(ex);
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    /* too many bills: 422 too_long */
+    size_t n = LIMIT_BILLS + 1;
+    size_t cap = 64 + n * 4;
+    char *body = malloc(cap);
+    size_t len = (size_t)snprintf(body, cap, "{\"request_id\":\"a\",\"exchange_rate\":1,\"bills\":[");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(body + len, cap - len, "%s{}", i ? "," : "");
+    len += (size_t)snprintf(body + len, cap - len, "]}");
+    struct exchange *ex;
+    struct payload_error err;
+    assert_int_equal(payload_parse(body, len, &ex, &err), -1);
+    assert_int_equal(err.status, 422);
+    assert_non_null(strstr(err.body, "\"too_long\""));
+    assert_non_null(strstr(err.body, "not 10001"));
+    free(err.body);
+    /* a long request_id */
+    char big[LIMIT_ID_BYTES + 80];
+    memset(big, 'x', sizeof big);
+    len = (size_t)snprintf(body, cap, "{\"request_id\":\"%.*s\",\"exchange_rate\":1," OKB "}",
+                           LIMIT_ID_BYTES + 1, big);
+    assert_int_equal(payload_parse(body, len, &ex, &err), -1);
+    assert_int_equal(err.status, 422);
+    assert_non_null(strstr(err.body, "string_too_long"));
+    free(err.body);
+    /* many bad bills: the list is capped */
+    len = (size_t)snprintf(body, cap, "{\"request_id\":\"a\",\"exchange_rate\":1,\"bills\":[");
+    for (size_t i = 0; i < 100; i++)
+        len += (size_t)snprintf(body + len, cap - len, "%s1", i ? "," : "");
+    len += (size_t)snprintf(body + len, cap - len, "]}");
+    assert_int_equal(payload_parse(body, len, &ex, &err), -1);
+    size_t entries = 0;
+    for (const char *p = err.body; (p = strstr(p, "\"type\"")); p++)
+        entries++;
+    assert_int_equal(entries, PAYLOAD_MAX_ERRORS);
+    free(err.body);
+    free(body);
+}
+
+static void test_depth(void **state)
+{
+    (void)state;
+    assert_int_equal(payload_json_depth("{\"a\":[1,{\"b\":2}]}", 17, 32), 3);
+    assert_int_equal(payload_json_depth("\"[[[[\"", 6, 32), 0);
+    assert_int_equal(payload_json_depth("[\"\\\"[[\"]", 8, 32), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_table),  cmocka_unit_test(test_seed_example),
+        cmocka_unit_test(test_ids_echoed), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_depth),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -57,9 +57,9 @@ void jsonw_string(struct buf *b, const char *s, size_t len, int ensure_ascii)
     size_t i = 0;
     while (i < len) {
         unsigned char c = p[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
             size_t j = i + 1;
-            while (j < len && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\')
+            while (j < len && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"' && p[j] != '\\')
                 j++;
             buf_append(b, p + i, j - i);
             i = j;
@@ -75,7 +75,7 @@ void jsonw_string(struct buf *b, const char *s, size_t len, int ensure_ascii)
         case '\f': buf_append(b, "\\f", 2); i++; continue;
         default: break;
         }
-        if (c < 0x20) {
+        if (c < 0x20 || (c == 0x7f && ensure_ascii)) {
             put_u(b, c);
             i++;
             continue;

@@ -3,8 +3,8 @@
  * what we send matches what the seed's FastAPI/httpx service sent.
  *
  * jsonw_string escapes like json.dumps: \" \\ \n \r \t \b \f, other
- * control characters as \u00XX (lowercase hex); with ensure_ascii every
- * non-ASCII character as \uXXXX (astral ones as a surrogate pair), without
+ * control characters as \u00XX (lowercase hex); with ensure_ascii DEL and
+ * every non-ASCII character as \uXXXX (astral ones as a surrogate pair), without
  * it UTF-8 is copied. Invalid UTF-8 in the input becomes U+FFFD.
  * Pure; thread-safe.
  */

@@ -78,6 +78,8 @@ struct http_conn {
     unsigned outstanding; /* requests dispatched and not yet answered */
     unsigned writing;     /* writes submitted and not yet completed */
 
+    const char *feed_start; /* the bytes being parsed now (for look-behind) */
+
     /* reading paused with unparsed bytes */
     char *leftover;
     size_t leftover_len;
@@ -595,6 +597,15 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     struct http_conn *c = p->data;
     if (header_bytes_check(c, len))
         return -1;
+    if (c->in_value && c->feed_start && at > c->feed_start) {
+        /* a second piece of one value that follows a line break is obsolete
+         * line folding (RFC 9112 5.2): refused, as a smuggling vector */
+        const char *q = at - 1;
+        while (q > c->feed_start && (*q == ' ' || *q == '\t'))
+            q--;
+        if (*q == '\n')
+            return stop_parser(c, 400, "Obsolete line folding in headers");
+    }
     if (!c->in_value) { /* first piece of this value: classify the field */
         c->in_value = 1;
         c->field[c->field_len] = '\0';
@@ -780,7 +791,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void conn_feed(struct http_conn *c, const char *data, size_t n)
 {
     http_parser *p = &c->parser;
+    c->feed_start = data;
     size_t used = http_parser_execute(p, &c->srv->settings, data, n);
+    c->feed_start = NULL;
     if (c->closing)
         return;
     enum http_errno e = HTTP_PARSER_ERRNO(p);

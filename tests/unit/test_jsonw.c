@@ -22,7 +22,8 @@ static void test_escapes(void **state)
     /* expectations from python3 -c 'import json; print(json.dumps(...))' */
     check("async_test", 10, 1, "\"async_test\"");
     check("a\"b\\c/d", 7, 1, "\"a\\\"b\\\\c/d\"");
-    check("\n\r\t\b\f\x01\x1f\x7f", 8, 1, "\"\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\"");
+    check("\n\r\t\b\f\x01\x1f\x7f", 8, 1, "\"\\n\\r\\t\\b\\f\\u0001\\u001f\\u007f\"");
+    check("\x7f", 1, 0, "\"\x7f\"");
     check("r\xc3\xbc" "b", 4, 1, "\"r\\u00fcb\"");
     check("\xe2\x82\xbd", 3, 1, "\"\\u20bd\"");
     check("\xf0\x9f\x98\x80", 4, 1, "\"\\ud83d\\ude00\"");

@@ -1,0 +1,63 @@
+"""The command lines: --help, --version, refusals, the stand-in main service."""
+import json
+import socket
+import subprocess
+
+from conftest import EXCHANGED, MAIN, SEED_BODY, request
+
+
+def run(*args, env=None):
+    return subprocess.run([EXCHANGED, *args], capture_output=True, text=True, timeout=10, env=env)
+
+
+def test_help_lists_every_flag():
+    r = run("--help")
+    assert r.returncode == 0
+    for flag in ("--host", "--port", "--workers", "--latency", "--sync-latency",
+                 "--main-service-url", "--secret-token", "MAIN_SERVICE_URL", "SECRET_TOKEN",
+                 "--max-body", "--max-connections", "--header-timeout", "--idle-timeout",
+                 "--callbacks-in-flight", "--version"):
+        assert flag in r.stdout, flag
+    assert "MY_SECRET_TOKEN" not in r.stdout
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("exchanged ")
+
+
+def test_bad_values_refused_with_one_line():
+    for args in (["--latency", "3-1"], ["--latency", "abc"], ["--port", "-1"], ["--workers", "x"],
+                 ["--sync-latency", "-2"], ["--main-service-url", "ftp://x"], ["--nope"],
+                 ["--max-body", "1q"], ["--port"]):
+        r = run(*args)
+        assert r.returncode != 0, args
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("exchanged: "), (args, r.stderr)
+    r = run(env={"MAIN_SERVICE_URL": "not a url", "PATH": "/usr/bin"})
+    assert r.returncode != 0 and "MAIN_SERVICE_URL" in r.stderr
+
+
+def test_port_in_use_refused():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = run("--port", str(s.getsockname()[1]))
+    assert r.returncode != 0
+    assert "cannot listen on 127.0.0.1" in r.stderr and "in use" in r.stderr
+
+
+def test_main_service_stand_in(main_service):
+    good = {"token": "MY_SECRET_TOKEN", "request_id": 7, "breakdown": []}
+    status, _, body = request(main_service.port, "PUT", "/api/exchange_result",
+                              dict(good, token="nope"))
+    assert status == 400 and json.loads(body) == {"message": "Invalid token"}
+    assert request(main_service.port, "GET", "/api/exchange_result/7")[0] == 404
+    assert request(main_service.port, "PUT", "/api/exchange_result", good)[0] == 200
+    status, _, body = request(main_service.port, "GET", "/api/exchange_result/7")
+    assert status == 200 and json.loads(body) == good
+    main_service.out.wait(r'^result \{"token"')
+    assert request(main_service.port, "PUT", "/api/exchange_result", good)[0] == 200
+    stats = json.loads(request(main_service.port, "GET", "/api/stats")[2])
+    assert stats == {"received": 2, "distinct": 1, "duplicates": 1, "rejected": 1}
+    r = subprocess.run([MAIN, "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "--token" in r.stdout

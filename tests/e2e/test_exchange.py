@@ -1,0 +1,186 @@
+"""The seed's contract over the wire: async with callback, sync, validation."""
+import json
+import re
+import threading
+import time
+
+from conftest import SEED_BODY, request, raw, parse_responses
+
+SEED_CALLBACK = ('{"token": "MY_SECRET_TOKEN", "request_id": "async_test", "breakdown": '
+                 '[{"denomination_id": 1, "subtotal_rub": 3775.0}, '
+                 '{"denomination_id": 2, "subtotal_rub": 4530.0}]}')
+
+
+def test_root(start_service):
+    svc = start_service()
+    status, headers, body = request(svc.port, "GET", "/")
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"message": "Async Exchange Service is running"}
+
+
+def test_seed_example_delivers_exact_callback(start_service, main_service):
+    svc = start_service()
+    status, _, body = request(svc.port, "POST", "/api/exchange_async", SEED_BODY)
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["status"] == "ok"
+    assert re.fullmatch(r"[0-9a-f]{16}", answer["task_id"])
+    line = main_service.out.wait(r"^result (.*)$", timeout=10)[0]
+    assert line.group(1) == SEED_CALLBACK
+    # the seed's log line per bill, right value (the seed's 377.50 is a typo)
+    svc.out.wait(r"^Рассчитана купюра 1: 3775\.00 RUB$")
+    svc.out.wait(r"^Рассчитана купюра 2: 4530\.00 RUB$")
+    # and the stand-in keeps it
+    status, _, body = request(main_service.port, "GET", "/api/exchange_result/async_test")
+    assert status == 200
+    assert body.decode() == SEED_CALLBACK
+
+
+def test_integer_request_id_echoed_as_integer(start_service, main_service):
+    svc = start_service("--latency", "0-0")
+    body = dict(SEED_BODY, request_id=4242, exchange_rate=1)
+    body["bills"] = [{"denomination_id": "b-1", "denomination": 0.1, "count": 3}]
+    assert request(svc.port, "POST", "/api/exchange_async", body)[0] == 200
+    line = main_service.out.wait(r"^result (.*)$")[0]
+    got = json.loads(line.group(1))
+    assert got["request_id"] == 4242 and isinstance(got["request_id"], int)
+    assert got["breakdown"] == [{"denomination_id": "b-1", "subtotal_rub": 0.3}]
+    assert '"subtotal_rub": 0.3}' in line.group(1)
+
+
+def test_ten_bills_run_concurrently(start_service, main_service):
+    svc = start_service("--latency", "1-1")
+    body = {"request_id": "ten", "exchange_rate": 2,
+            "bills": [{"denomination_id": i, "denomination": 1.5, "count": i} for i in range(10)]}
+    t0 = time.monotonic()
+    assert request(svc.port, "POST", "/api/exchange_async", body)[0] == 200
+    line = main_service.out.wait(r"^result (.*)$", timeout=15)[0]
+    elapsed = time.monotonic() - t0
+    assert elapsed < 5.0, f"ten 1-second bills took {elapsed:.1f}s: not concurrent"
+    assert elapsed >= 0.9
+    got = json.loads(line.group(1))
+    assert [b["denomination_id"] for b in got["breakdown"]] == list(range(10))
+    assert [b["subtotal_rub"] for b in got["breakdown"]] == [1.5 * i * 2 for i in range(10)]
+
+
+def test_sync_answers_breakdown_and_server_keeps_serving(start_service):
+    svc = start_service("--sync-latency", "1")
+    result = {}
+
+    def call():
+        result["r"] = request(svc.port, "POST", "/api/exchange_sync", SEED_BODY, timeout=20)
+        result["t"] = time.monotonic()
+
+    t0 = time.monotonic()
+    th = threading.Thread(target=call)
+    th.start()
+    svc.out.wait(r"^Рассчитана купюра 1: 3775\.00 RUB$", timeout=10)  # first bill done, second pending
+    status, _, body = request(svc.port, "GET", "/")
+    t_root = time.monotonic()
+    assert status == 200
+    th.join(20)
+    status, _, body = result["r"]
+    assert status == 200
+    assert json.loads(body) == {"status": "completed", "breakdown": [
+        {"denomination_id": 1, "subtotal_rub": 3775.0},
+        {"denomination_id": 2, "subtotal_rub": 4530.0}]}
+    assert t_root < result["t"], "GET / waited for the sync request"
+    assert result["t"] - t0 >= 1.9  # bills one after another: 2 x 1 s
+
+
+def test_bad_inputs_over_the_wire(start_service):
+    svc = start_service()
+    cases = [
+        ("POST", "/api/exchange_async", b"{", None, 400, "Malformed JSON"),
+        ("POST", "/api/exchange_async", b"{}", None, 400, "Invalid payload"),
+        ("POST", "/api/exchange_async", json.dumps(dict(SEED_BODY, exchange_rate=0)), None, 400,
+         "Invalid payload"),
+        ("POST", "/api/exchange_async", json.dumps(dict(SEED_BODY, exchange_rate="x")), None, 422,
+         None),
+        ("POST", "/api/exchange_sync", json.dumps(dict(SEED_BODY, bills=[{"count": -1}])), None,
+         422, None),
+        ("POST", "/api/exchange_async", json.dumps(SEED_BODY), {"Content-Type": "text/plain"},
+         415, "Unsupported Media Type"),
+        ("GET", "/api/exchange_async", None, None, 405, "Method Not Allowed"),
+        ("GET", "/nowhere", None, None, 404, "Not Found"),
+    ]
+    for method, path, body, headers, want, detail in cases:
+        status, h, data = request(svc.port, method, path, body, headers)
+        assert status == want, (path, body, status, data)
+        answer = json.loads(data)
+        if detail:
+            assert detail in answer["detail"], answer
+        if want == 422:
+            assert isinstance(answer["detail"], list) and answer["detail"][0]["loc"][0] == "body"
+        if want == 405:
+            assert h["allow"] == "POST"
+    # still serving
+    assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
+
+
+def test_json_content_type_variants(start_service):
+    svc = start_service()
+    for ct in ("application/json; charset=utf-8", "application/vnd.api+json", None):
+        headers = {"Content-Type": ct} if ct else {"Content-Type": ""}
+        req = (b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+               (f"Content-Type: {ct}\r\n".encode() if ct else b"") +
+               f"Content-Length: {len(json.dumps(SEED_BODY))}\r\n\r\n".encode() +
+               json.dumps(SEED_BODY).encode())
+        (status, _, _), = parse_responses(raw(svc.port, req))
+        assert status == 200, headers
+
+
+def test_callback_rejected_by_main_service_is_logged(start_service, main_service):
+    svc = start_service("--latency", "0-0", env={"SECRET_TOKEN": "wrong"})
+    assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
+    m = svc.err.wait(r"event=callback_failed .*status=400 reason=\"(.*)\"")[0]
+    assert m.group(1) == 'HTTP 400: {"message":"Invalid token"}'
+    assert "wrong" not in svc.err.text()  # the secret is never logged
+
+
+def test_callback_to_unreachable_main_service_is_logged(start_service):
+    svc = start_service("--latency", "0-0", "--callback-connect-timeout", "1",
+                        env={"MAIN_SERVICE_URL": "http://127.0.0.1:1"})
+    assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
+    m = svc.err.wait(r"event=callback_failed .*status=0 reason=\"(.*)\"")[0]
+    assert "127.0.0.1" in m.group(1) and "port 1" in m.group(1)
+
+
+def test_many_callbacks_all_arrive(start_service, main_service):
+    svc = start_service("--latency", "0-0.2", "--callbacks-in-flight", "4")
+    n = 300
+    for i in range(n):
+        assert request(svc.port, "POST", "/api/exchange_async",
+                       dict(SEED_BODY, request_id=f"many-{i}"))[0] == 200
+    main_service.out.wait(r"^result ", count=n, timeout=30)
+    status, _, body = request(main_service.port, "GET", "/api/stats")
+    stats = json.loads(body)
+    assert stats["distinct"] == n and stats["duplicates"] == 0
+    status, _, body = request(svc.port, "GET", "/health")
+    health = json.loads(body)
+    assert health["tasks_accepted"] == n
+    assert health["callbacks_delivered"] == n
+
+
+def test_sigterm_finishes_answer_under_way(start_service):
+    svc = start_service("--sync-latency", "1")
+    result = {}
+
+    def call():
+        result["r"] = request(svc.port, "POST", "/api/exchange_sync", SEED_BODY, timeout=20)
+
+    th = threading.Thread(target=call)
+    th.start()
+    svc.err.wait(r"event=listening")
+    # wait until the request is being handled: the first bill's line is printed after 1 s,
+    # but the task exists as soon as /health counts it
+    deadline = time.monotonic() + 5
+    while json.loads(request(svc.port, "GET", "/health")[2])["sync_in_flight"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert svc.stop() == 0
+    th.join(10)
+    status, _, body = result["r"]
+    assert status == 200 and json.loads(body)["status"] == "completed"
+    svc.err.wait(r"event=stopped")

@@ -1,0 +1,230 @@
+"""HTTP/1.1 behaviour: keep-alive, pipelining, chunked, 100-continue, limits."""
+import json
+import socket
+import time
+
+from conftest import SEED_BODY, request, raw, parse_responses
+
+BODY = json.dumps(SEED_BODY).encode()
+
+
+def post(path, body=BODY, extra=b""):
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+            extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+GET_ROOT = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def still_serving(port):
+    status, _, body = request(port, "GET", "/")
+    assert status == 200, body
+
+
+def test_keep_alive_and_http10(start_service):
+    svc = start_service()
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    for _ in range(3):  # three requests, one connection
+        s.sendall(GET_ROOT)
+        data = b""
+        while b"Running" not in data and b"running" not in data:
+            data += s.recv(4096)
+        (status, headers, body), = parse_responses(data)
+        assert status == 200 and "connection" not in headers
+    s.close()
+    # HTTP/1.0 closes by default
+    out = raw(svc.port, b"GET / HTTP/1.0\r\n\r\n")
+    (status, headers, _), = parse_responses(out)
+    assert status == 200 and headers["connection"] == "close"
+    # ... and keeps alive when asked
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    data = s.recv(4096)
+    (status, headers, _), = parse_responses(data)
+    assert headers["connection"] == "keep-alive"
+    s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        data += b
+    assert parse_responses(data)[0][0] == 200
+    s.close()
+
+
+def test_pipelined_answers_in_order(start_service):
+    svc = start_service("--sync-latency", "0.3")
+    # the slow sync request first: its answer must still come first
+    stream = (post(b"/api/exchange_sync") + GET_ROOT + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n" +
+              post(b"/api/exchange_async") +
+              b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answers = parse_responses(raw(svc.port, stream))
+    assert [a[0] for a in answers] == [200, 200, 404, 200, 200]
+    assert json.loads(answers[0][2])["status"] == "completed"
+    assert b"running" in answers[1][2]
+    assert json.loads(answers[3][2])["status"] == "ok"
+    assert b"uptime_s" in answers[4][2]
+
+
+def test_many_pipelined_requests(start_service):
+    svc = start_service()
+    n = 200  # more than the pipeline depth: reading pauses and resumes
+    out = raw(svc.port, GET_ROOT * n + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answers = parse_responses(out)
+    assert len(answers) == n + 1 and all(a[0] == 200 for a in answers)
+
+
+def test_chunked_body(start_service):
+    svc = start_service()
+    chunks = [BODY[:10], BODY[10:50], BODY[50:]]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    req = (b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body)
+    (status, _, data), = parse_responses(raw(svc.port, req))
+    assert status == 200 and json.loads(data)["status"] == "ok"
+
+
+def test_expect_100_continue(start_service):
+    svc = start_service()
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s.sendall(b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Expect: 100-continue\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n")
+    interim = s.recv(4096)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(BODY)
+    data = s.recv(4096)
+    (status, _, body), = parse_responses(data)
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    s.close()
+    # an expectation we do not know
+    out = raw(svc.port, post(b"/api/exchange_async", extra=b"Expect: something\r\n"))
+    assert parse_responses(out)[0][0] == 417
+
+
+def test_body_limit_413_without_reading(start_service):
+    svc = start_service("--max-body", "1k")
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    # announce 100 MB, send only the headers: the answer comes at once
+    s.sendall(b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 100000000\r\n\r\n")
+    data = s.recv(4096)
+    (status, headers, body), = parse_responses(data)
+    assert status == 413 and headers["connection"] == "close"
+    assert json.loads(body) == {"detail": "Request body too large"}
+    s.close()
+    # chunked past the limit
+    big = b"x" * 2000
+    req = (b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           b"%x\r\n%s\r\n0\r\n\r\n" % (len(big), big))
+    assert parse_responses(raw(svc.port, req))[0][0] == 413
+    still_serving(svc.port)
+
+
+def test_url_and_header_limits(start_service):
+    svc = start_service()
+    out = raw(svc.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    (status, _, body), = parse_responses(out)
+    assert status == 414 and json.loads(body) == {"detail": "URL too long"}
+    out = raw(svc.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 17000 + b"\r\n\r\n")
+    assert parse_responses(out)[0][0] == 431
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(150))
+    out = raw(svc.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    (status, _, body), = parse_responses(out)
+    assert status == 431 and b"Too many" in body
+    still_serving(svc.port)
+
+
+def test_malformed_and_smuggling_rejected_and_closed(start_service):
+    svc = start_service()
+    cases = [
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+         b"Content-Length: 6\r\n\r\nhello!", 400),
+        (b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+         b"0\r\n\r\n", 400),
+        (b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+         b"zz\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),  # obsolete line folding
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    ]
+    for req, want in cases:
+        # a good request first on the same connection: it is answered, then the bad one
+        out = raw(svc.port, GET_ROOT + req + GET_ROOT)
+        answers = parse_responses(out)
+        assert [a[0] for a in answers] == [200, want], (req, out)
+        assert answers[1][1]["connection"] == "close"
+        assert "detail" in json.loads(answers[1][2])
+    still_serving(svc.port)
+
+
+def test_content_length_mismatch_short_body_times_out(start_service):
+    svc = start_service("--body-timeout", "0.5")
+    t0 = time.monotonic()
+    out = raw(svc.port, b"POST /api/exchange_async HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Length: 50\r\n\r\n{\"a\":", timeout=5)
+    (status, _, body), = parse_responses(out)
+    assert status == 408 and json.loads(body) == {"detail": "Request timeout"}
+    assert time.monotonic() - t0 < 4
+    # a body longer than Content-Length: the extra bytes are the next request, which is malformed
+    out = raw(svc.port, post(b"/api/exchange_async") + b"garbage\r\n\r\n")
+    assert [a[0] for a in parse_responses(out)] == [200, 400]
+
+
+def test_header_timeout_408_then_close(start_service):
+    svc = start_service("--header-timeout", "0.5")
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finishes the headers
+    t0 = time.monotonic()
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        data += b
+    assert time.monotonic() - t0 < 4
+    (status, headers, _), = parse_responses(data)
+    assert status == 408 and headers["connection"] == "close"
+    still_serving(svc.port)
+
+
+def test_idle_keep_alive_closed(start_service):
+    svc = start_service("--idle-timeout", "0.5")
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s.sendall(GET_ROOT)
+    assert parse_responses(s.recv(4096))[0][0] == 200
+    t0 = time.monotonic()
+    assert s.recv(4096) == b""  # closed by the server, without an answer
+    assert 0.3 < time.monotonic() - t0 < 4
+    s.close()
+
+
+def test_max_connections_pauses_accepting(start_service):
+    svc = start_service("--max-connections", "2", "--workers", "1", "--idle-timeout", "30")
+    a = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    b = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    a.sendall(GET_ROOT)
+    assert parse_responses(a.recv(4096))[0][0] == 200
+    c = socket.create_connection(("127.0.0.1", svc.port), timeout=5)  # in the kernel's backlog
+    c.sendall(GET_ROOT)
+    c.settimeout(0.5)
+    try:
+        got = c.recv(4096)
+    except socket.timeout:
+        got = None
+    assert got is None, "served past the connection cap"
+    b.close()  # one closes: the waiting one is accepted and answered
+    c.settimeout(5)
+    assert parse_responses(c.recv(4096))[0][0] == 200
+    a.close()
+    c.close()
+
+
+def test_client_half_close_still_answered(start_service):
+    svc = start_service()
+    out = raw(svc.port, GET_ROOT + GET_ROOT, shut=True)
+    assert [a[0] for a in parse_responses(out)] == [200, 200]

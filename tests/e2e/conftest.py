@@ -95,11 +95,15 @@ class Proc:
         if self.p.poll() is None:
             self.p.send_signal(sig)
         try:
-            return self.p.wait(timeout)
+            rc = self.p.wait(timeout)
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
             raise
+        self.err.thread.join(5)
+        report = self.err.text()
+        assert "Sanitizer" not in report and "runtime error" not in report, report[-4000:]
+        return rc
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ static void test_seed_env_and_flags(void **state)
     char *argv[] = {"exchanged", "--latency", "0-0", "--workers", "3", "--sync-latency", "0.25", NULL};
     assert_int_equal(config_load(&c, 7, argv, err, sizeof err), 0);
     assert_string_equal(c.main_service_url, "http://main:9000");
+    free((char *)c.main_service_url); /* a copy made by opts (kept for the program's life) */
     assert_string_equal(c.secret_token, "s3cret");
     assert_int_equal(c.latency_ms[1], 0);
     assert_int_equal(c.workers, 3);

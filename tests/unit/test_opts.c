@@ -106,10 +106,10 @@ static void test_table(void **state)
     assert_int_equal(f_val, 1);
     assert_string_equal(u_val, "http://h:1"); /* trailing slash dropped */
     free(u_val);
+    unsetenv("T_URL");
     char *a2[] = {"prog", "--num", "8", NULL};
     assert_int_equal(parse(3, a2, err), 0);
     assert_int_equal(i_val, 8); /* the flag wins over the environment */
-    free(u_val);
     char *a3[] = {"prog", "--num", "11", NULL};
     assert_int_equal(parse(3, a3, err), -1);
     assert_string_equal(err, "--num: expected an integer from 1 to 10");
@@ -128,7 +128,6 @@ static void test_table(void **state)
     assert_int_equal(parse(1, a8, err), -1);
     assert_string_equal(err, "--num: expected an integer from 1 to 10 (from T_NUM)");
     unsetenv("T_NUM");
-    unsetenv("T_URL");
     char *a9[] = {"prog", "stray", NULL};
     assert_int_equal(parse(2, a9, err), -1);
 }

@@ -1,0 +1,4 @@
+build-asan/src/core/deadline.o: src/core/deadline.c src/core/deadline.h \
+ src/core/../util.h
+src/core/deadline.h:
+src/core/../util.h:

@@ -1,0 +1,3 @@
+build-asan/src/jsonw.o: src/jsonw.c src/jsonw.h src/buf.h
+src/jsonw.h:
+src/buf.h:

@@ -1,0 +1,148 @@
+/* delivery: a 2xx ends well, a 4xx keeps status and body, a refused
+ * connection keeps curl's reason, in-flight bound respected, and every
+ * handle closes (uv_loop_close == 0). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <http_parser.h>
+
+#include "../../src/core/delivery.h"
+#include "../../src/util.h"
+#include "loopsrv.h"
+
+static int received;
+static char last_body[256];
+
+static void on_ok(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    received++;
+    snprintf(last_body, sizeof last_body, "%.*s", (int)req->body_len, req->body);
+    http_reply(req->x, 200, "{}", 2, NULL);
+}
+
+static void on_bad(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    http_reply(req->x, 400, "{\"message\":\"Invalid token\"}", 27, NULL);
+}
+
+static const struct route routes[] = {
+    {HTTP_PUT, "/ok", on_ok, 0},
+    {HTTP_PUT, "/bad", on_bad, 0},
+    {0},
+};
+
+struct outcome {
+    int done;
+    int ok;
+    long status;
+    char error[600];
+};
+
+static int remaining;
+static struct http_server *srv;
+static struct delivery *d_ok, *d_bad, *d_refused;
+
+static void closed(void *arg) { (void)arg; }
+
+static void done_cb(void *arg, const struct delivery_result *r)
+{
+    struct outcome *o = arg;
+    o->done++;
+    o->ok = r->ok;
+    o->status = r->http_status;
+    snprintf(o->error, sizeof o->error, "%s", r->error ? r->error : "");
+    if (--remaining == 0) {
+        delivery_close(d_ok, closed, NULL);
+        delivery_close(d_bad, closed, NULL);
+        delivery_close(d_refused, closed, NULL);
+        http_server_stop(srv, closed, NULL);
+    }
+}
+
+static struct delivery *make(uv_loop_t *loop, int port, const char *path, int max)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    struct delivery_config cfg = {url, max, 2000, 5000};
+    return delivery_new(loop, &cfg);
+}
+
+static char *dup_str(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+static void test_outcomes(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int port;
+    srv = loopsrv_start(&loop, routes, NULL, &port);
+    d_ok = make(&loop, port, "/ok", 2);
+    d_bad = make(&loop, port, "/bad", 2);
+    d_refused = make(&loop, 1, "/", 2);
+    struct outcome ok[10], bad, refused;
+    memset(ok, 0, sizeof ok);
+    memset(&bad, 0, sizeof bad);
+    memset(&refused, 0, sizeof refused);
+    remaining = 12;
+    for (int i = 0; i < 10; i++)
+        delivery_send(d_ok, dup_str("{\"n\": 1}"), 8, done_cb, &ok[i]);
+    assert_int_equal(delivery_pending(d_ok), 10); /* 2 running, 8 queued */
+    delivery_send(d_bad, dup_str("{}"), 2, done_cb, &bad);
+    delivery_send(d_refused, dup_str("{}"), 2, done_cb, &refused);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(ok[i].done, 1);
+        assert_int_equal(ok[i].ok, 1);
+        assert_int_equal(ok[i].status, 200);
+    }
+    assert_int_equal(received, 10);
+    assert_string_equal(last_body, "{\"n\": 1}");
+    assert_int_equal(bad.done, 1);
+    assert_int_equal(bad.ok, 0);
+    assert_int_equal(bad.status, 400);
+    assert_string_equal(bad.error, "HTTP 400: {\"message\":\"Invalid token\"}");
+    assert_int_equal(refused.done, 1);
+    assert_int_equal(refused.ok, 0);
+    assert_int_equal(refused.status, 0);
+    assert_non_null(strstr(refused.error, "port 1"));
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_close_aborts_queued(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct delivery *d = make(&loop, 1, "/", 1);
+    struct outcome o[3];
+    memset(o, 0, sizeof o);
+    remaining = 100; /* no automatic close */
+    for (int i = 0; i < 3; i++)
+        delivery_send(d, dup_str("{}"), 2, done_cb, &o[i]);
+    delivery_close(d, closed, NULL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(o[i].done, 1);
+        assert_string_equal(o[i].error, "shutting down");
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_outcomes),
+                                       cmocka_unit_test(test_close_aborts_queued)};
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,135 @@
+/* runner: an async task's callback body, byte for byte; ids unique and
+ * time-ordered; shutdown drops waiting tasks and closes cleanly. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <http_parser.h>
+
+#include "../../src/core/runner.h"
+#include "loopsrv.h"
+
+static char got[1024];
+static int received;
+static struct http_server *srv;
+static struct delivery *dlv;
+static struct runner *run;
+
+static void closed_noop(void *arg) { (void)arg; }
+
+static void on_delivery_closed(void *arg)
+{
+    (void)arg;
+    runner_close(run);
+}
+
+static void on_put(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    snprintf(got, sizeof got, "%.*s", (int)req->body_len, req->body);
+    http_reply(req->x, 200, "{}", 2, NULL);
+    received++;
+}
+
+/* After each loop turn: once both callbacks are acknowledged, shut down. */
+static uv_check_t check;
+static struct runner_counters *watched;
+
+static void on_check(uv_check_t *c)
+{
+    if (watched->callbacks_delivered + watched->callbacks_failed < 2)
+        return;
+    uv_close((uv_handle_t *)c, NULL);
+    delivery_close(dlv, on_delivery_closed, NULL);
+    http_server_stop(srv, closed_noop, NULL);
+}
+
+static const struct route routes[] = {{HTTP_PUT, "/api/exchange_result", on_put, 0}, {0}};
+
+static struct exchange *parse(const char *body)
+{
+    struct exchange *ex;
+    struct payload_error err;
+    assert_int_equal(payload_parse(body, strlen(body), &ex, &err), 0);
+    return ex;
+}
+
+static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t lat, int port)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/exchange_result", port);
+    struct delivery_config dc = {url, 4, 2000, 5000};
+    dlv = delivery_new(loop, &dc);
+    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, 3};
+    run = runner_new(loop, &rc, dlv);
+}
+
+static void test_callback_body(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int port;
+    srv = loopsrv_start(&loop, routes, NULL, &port);
+    struct runner_counters counters;
+    memset(&counters, 0, sizeof counters);
+    setup(&loop, &counters, 0, port);
+    uint64_t a = runner_submit_async(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, "
+                                                "\"bills\": [{\"denomination_id\": 1, "
+                                                "\"denomination\": 1, \"count\": 1}]}"));
+    uint64_t b = runner_submit_async(
+        run, parse("{\"request_id\": \"r\\u00e9q\", \"exchange_rate\": 75.5, \"bills\": ["
+                   "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
+                   "{\"denomination_id\": \"b\", \"denomination\": 0.1, \"count\": 3}]}"));
+    assert_true(b > a);
+    assert_int_equal(a & 0xFF, 3); /* the worker's number */
+    char hex[17];
+    runner_format_id(a, hex);
+    assert_int_equal(strlen(hex), 16);
+    assert_int_equal(counters.tasks_in_flight, 2);
+    watched = &counters;
+    uv_check_init(&loop, &check);
+    uv_check_start(&check, on_check);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(received, 2);
+    assert_string_equal(got, "{\"token\": \"tok\\\"en\", \"request_id\": \"r\\u00e9q\", \"breakdown\": "
+                             "[{\"denomination_id\": 1, \"subtotal_rub\": 3775.0}, "
+                             "{\"denomination_id\": \"b\", \"subtotal_rub\": 22.65}]}");
+    assert_int_equal(counters.tasks_accepted, 2);
+    assert_int_equal(counters.tasks_in_flight, 0);
+    assert_int_equal(counters.callbacks_delivered, 2);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_close_drops_waiting(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct runner_counters counters;
+    memset(&counters, 0, sizeof counters);
+    setup(&loop, &counters, 1000000, 1);
+    for (int i = 0; i < 5; i++)
+        runner_submit_async(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, \"bills\": ["
+                                       "{\"denomination_id\": 1, \"denomination\": 1, \"count\": 1},"
+                                       "{\"denomination_id\": 2, \"denomination\": 1, \"count\": 1}]}"));
+    assert_int_equal(runner_active(run), 5);
+    delivery_close(dlv, on_delivery_closed, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(counters.tasks_in_flight, 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_callback_body),
+                                       cmocka_unit_test(test_close_drops_waiting)};
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -67,14 +67,14 @@ run: deps
 	@scripts/run.sh
 
 unit: all
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; (cd tests/unit && ../../$$t); done
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; (cd tests/unit && ../../$$t) || exit 1; done
 
 e2e: all
 	EXCHANGED_BUILD=$(BUILD) $(PYTEST) -q tests/e2e
 
 test: deps
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory unit SANITIZE=$(SANITIZE)
+	@$(MAKE) --no-print-directory e2e SANITIZE=$(SANITIZE)
 
 clean:
 	rm -rf build build-asan

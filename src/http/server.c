@@ -317,6 +317,24 @@ static void conn_fail(struct http_conn *c, int status, const char *detail, const
 
 /* ---- closing ---- */
 
+/* Empties the answer queue: built answers are freed, pending ones become
+ * orphans (their handler's http_reply frees them). */
+static void queue_drop(struct http_conn *c)
+{
+    struct http_exchange *x = c->head;
+    while (x) {
+        struct http_exchange *next = x->next;
+        if (x->done) {
+            exchange_free(x);
+        } else {
+            x->conn = NULL;
+            x->next = NULL;
+        }
+        x = next;
+    }
+    c->head = c->tail = NULL;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct http_conn *c = h->data;
@@ -336,19 +354,7 @@ static void conn_close(struct http_conn *c)
         return;
     c->closing = 1;
     struct http_server *srv = c->srv;
-    /* answers not yet handed to a write: orphan the pending ones, drop the built ones */
-    struct http_exchange *x = c->head;
-    while (x) {
-        struct http_exchange *next = x->next;
-        if (x->done) {
-            exchange_free(x);
-        } else {
-            x->conn = NULL;
-            x->next = NULL;
-        }
-        x = next;
-    }
-    c->head = c->tail = NULL;
+    queue_drop(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -461,19 +467,7 @@ static void conn_flush(struct http_conn *c)
             return;
         }
         if (x->close_after) {
-            /* nothing after this answer is ever written */
-            struct http_exchange *rest = c->head;
-            c->head = c->tail = NULL;
-            while (rest) {
-                struct http_exchange *next = rest->next;
-                if (rest->done) {
-                    exchange_free(rest);
-                } else {
-                    rest->conn = NULL;
-                    rest->next = NULL;
-                }
-                rest = next;
-            }
+            queue_drop(c); /* nothing after this answer is ever written */
             c->finishing = 1;
             if (c->reading) {
                 uv_read_stop((uv_stream_t *)&c->tcp);

@@ -145,12 +145,8 @@ def request(port, method, path, body=None, headers=None, timeout=10):
     return r.status, {k.lower(): v for k, v in r.getheaders()}, data
 
 
-def raw(port, data, timeout=5.0, shut=False):
-    """Sends bytes, reads until the server closes (or timeout); returns bytes."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.sendall(data)
-    if shut:
-        s.shutdown(socket.SHUT_WR)
+def read_to_close(s):
+    """Reads from a socket until the peer closes (or the socket times out)."""
     chunks = []
     try:
         while True:
@@ -160,8 +156,18 @@ def raw(port, data, timeout=5.0, shut=False):
             chunks.append(b)
     except socket.timeout:
         pass
-    s.close()
     return b"".join(chunks)
+
+
+def raw(port, data, timeout=5.0, shut=False):
+    """Sends bytes, reads until the server closes (or timeout); returns bytes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = read_to_close(s)
+    s.close()
+    return out
 
 
 def parse_responses(data):

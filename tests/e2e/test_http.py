@@ -3,7 +3,7 @@ import json
 import socket
 import time
 
-from conftest import SEED_BODY, request, raw, parse_responses
+from conftest import SEED_BODY, request, raw, read_to_close, parse_responses
 
 BODY = json.dumps(SEED_BODY).encode()
 
@@ -43,12 +43,7 @@ def test_keep_alive_and_http10(start_service):
     (status, headers, _), = parse_responses(data)
     assert headers["connection"] == "keep-alive"
     s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        data += b
+    data = read_to_close(s)
     assert parse_responses(data)[0][0] == 200
     s.close()
 
@@ -180,12 +175,7 @@ def test_header_timeout_408_then_close(start_service):
     s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finishes the headers
     t0 = time.monotonic()
-    data = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        data += b
+    data = read_to_close(s)
     assert time.monotonic() - t0 < 4
     (status, headers, _), = parse_responses(data)
     assert status == 408 and headers["connection"] == "close"

@@ -1,3 +1,0 @@
-build-asan/src/buf.o: src/buf.c src/buf.h src/util.h
-src/buf.h:
-src/util.h:

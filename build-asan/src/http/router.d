@@ -1,2 +1,0 @@
-build-asan/src/http/router.o: src/http/router.c src/http/router.h
-src/http/router.h:

@@ -1,3 +1,0 @@
-build-asan/tests/unit/test_money.o: tests/unit/test_money.c \
- tests/unit/../../src/core/money.h
-tests/unit/../../src/core/money.h:

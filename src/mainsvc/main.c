@@ -5,7 +5,8 @@
  *   PUT /api/exchange_result            {"token", "request_id", "breakdown"}
  *       -> 200 {"status":"ok"}; a wrong token -> 400 {"message":"Invalid token"}
  *   GET /api/exchange_result/{request_id} -> the last result received for it, or 404
- *   GET /api/stats                      -> {"received":N,"distinct":D,"duplicates":X,"rejected":R}
+ *   GET /api/stats                      -> {"received":N,"distinct":D,"duplicates":X,
+ *                                           "rejected":R,"connections":C}  (C: accepted so far)
  *   GET /                               -> {"status":"ok"}
  *
  * and prints each result it accepts on stdout (one line, the body as
@@ -205,15 +206,29 @@ static void get_result(struct http_request *req, void *ctx)
     free(body);
 }
 
+struct mworker {
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop;
+    struct http_server *server;
+    struct http_counters counters;
+};
+
+static struct mworker *workers;
+
 static void get_stats(struct http_request *req, void *ctx)
 {
     (void)ctx;
     char body[256];
+    unsigned long long conns = 0;
+    for (int i = 0; i < opt.workers; i++)
+        conns += atomic_load_explicit(&workers[i].counters.connections_total, memory_order_relaxed);
     uv_mutex_lock(&lock);
     int n = snprintf(body, sizeof body,
-                     "{\"received\":%llu,\"distinct\":%llu,\"duplicates\":%llu,\"rejected\":%llu}",
+                     "{\"received\":%llu,\"distinct\":%llu,\"duplicates\":%llu,\"rejected\":%llu,"
+                     "\"connections\":%llu}",
                      (unsigned long long)received, (unsigned long long)nentries,
-                     (unsigned long long)duplicates, (unsigned long long)rejected);
+                     (unsigned long long)duplicates, (unsigned long long)rejected, conns);
     uv_mutex_unlock(&lock);
     http_reply(req->x, 200, body, (size_t)n, NULL);
 }
@@ -233,13 +248,6 @@ static const struct route routes[] = {
     {0},
 };
 
-struct mworker {
-    uv_loop_t loop;
-    uv_thread_t thread;
-    uv_async_t stop;
-    struct http_server *server;
-    struct http_counters counters;
-};
 
 static void on_drained(void *arg)
 {
@@ -262,7 +270,6 @@ static void run_loop(void *arg)
 
 static uv_signal_t sigint_h, sigterm_h;
 static uv_timer_t flush_h;
-static struct mworker *workers;
 
 static void on_flush(uv_timer_t *t)
 {

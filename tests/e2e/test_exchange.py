@@ -1,4 +1,5 @@
 """The seed's contract over the wire: async with callback, sync, validation."""
+import http.server
 import json
 import re
 import threading
@@ -157,6 +158,8 @@ def test_many_callbacks_all_arrive(start_service, main_service):
     status, _, body = request(main_service.port, "GET", "/api/stats")
     stats = json.loads(body)
     assert stats["distinct"] == n and stats["duplicates"] == 0
+    # connections to the main service are reused: 2 workers x 4 in flight at most, not 300
+    assert stats["connections"] <= 8 + 4, stats
     status, _, body = request(svc.port, "GET", "/health")
     health = json.loads(body)
     assert health["tasks_accepted"] == n
@@ -184,3 +187,44 @@ def test_sigterm_finishes_answer_under_way(start_service):
     status, _, body = result["r"]
     assert status == 200 and json.loads(body)["status"] == "completed"
     svc.err.wait(r"event=stopped")
+
+
+class _IndependentMain(http.server.BaseHTTPRequestHandler):
+    """A main service written with Python's standard library (HTTP/1.0, closes each time)."""
+    got = []
+    arrived = threading.Semaphore(0)
+
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _IndependentMain.got.append((self.path, self.headers.get("Content-Type"), body))
+        data = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        _IndependentMain.arrived.release()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_independent_main_service(start_service):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _IndependentMain)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        svc = start_service("--latency", "0-0", env={
+            "MAIN_SERVICE_URL": f"http://127.0.0.1:{srv.server_address[1]}/",
+            "SECRET_TOKEN": "другой"})
+        for i in range(3):
+            assert request(svc.port, "POST", "/api/exchange_async",
+                           dict(SEED_BODY, request_id=f"ind-{i}"))[0] == 200
+        for _ in range(3):
+            assert _IndependentMain.arrived.acquire(timeout=10), "callbacks did not arrive"
+        for path, ctype, body in _IndependentMain.got:
+            assert path == "/api/exchange_result" and ctype == "application/json"
+            got = json.loads(body)
+            assert got["token"] == "другой" and got["request_id"].startswith("ind-")
+        assert b'"token": "\\u0434' in _IndependentMain.got[0][2]  # json.dumps's ensure_ascii
+    finally:
+        srv.shutdown()

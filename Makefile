@@ -27,7 +27,7 @@ LIB_SRC := src/util.c src/buf.c src/jsonw.c src/opts.c \
            src/core/runner.c
 EXCHANGED_SRC := src/main.c src/config.c src/worker.c src/api/routes.c src/api/exchange.c src/api/ops.c
 MAIN_SRC := src/mainsvc/main.c
-UNIT_TESTS := money payload deadline opts jsonw router buf config delivery runner server
+UNIT_TESTS := util buf jsonw opts config router server money payload deadline delivery runner
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 EXCHANGED_OBJ := $(EXCHANGED_SRC:%.c=$(BUILD)/%.o)

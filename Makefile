@@ -5,7 +5,7 @@
 #   make SANITIZE=1 ...   the same with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 
 CC ?= cc
-PKGS := libuv jansson libcurl
+PKGS := libuv jansson libcurl sqlite3
 ifeq ($(SANITIZE),1)
 BUILD := build-asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -24,10 +24,12 @@ LDLIBS_ALL = $(SANFLAGS) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_p
 LIB_SRC := src/util.c src/buf.c src/jsonw.c src/opts.c \
            src/http/server.c src/http/router.c \
            src/core/money.c src/core/payload.c src/core/deadline.c src/core/delivery.c \
-           src/core/runner.c
-EXCHANGED_SRC := src/main.c src/config.c src/worker.c src/api/routes.c src/api/exchange.c src/api/ops.c
+           src/core/runner.c src/core/backoff.c src/store/store.c
+EXCHANGED_SRC := src/main.c src/config.c src/worker.c src/api/routes.c src/api/exchange.c \
+                 src/api/ops.c src/api/tasks.c
 MAIN_SRC := src/mainsvc/main.c
-UNIT_TESTS := util buf jsonw opts config router server money payload deadline delivery runner
+UNIT_TESTS := util buf jsonw opts config router server money payload deadline delivery runner \
+              backoff store
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 EXCHANGED_OBJ := $(EXCHANGED_SRC:%.c=$(BUILD)/%.o)

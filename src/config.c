@@ -48,6 +48,24 @@ static const struct opt table[] = {
      "on SIGTERM/SIGINT, time to finish answers and tasks under way (default 10)"},
     {"bill-log", "EXCHANGED_BILL_LOG", OPT_INT, &cfg_tmp.bill_log, 0, 1, "0|1",
      "print the seed's line per computed bill to stdout (default 1)"},
+    {"store", "EXCHANGED_STORE", OPT_STR, &cfg_tmp.store, 0, 0, "SPEC",
+     "where tasks are kept: sqlite:PATH (default sqlite:exchanged.db) or memory (lost on exit)"},
+    {"store-sync", "EXCHANGED_STORE_SYNC", OPT_STR, &cfg_tmp.store_sync, 0, 0, "LEVEL",
+     "full (default: an acknowledged task survives a power cut), normal (survives a crash of "
+     "the service, the last commits may be lost on a power cut) or off (an OS crash may lose "
+     "or corrupt the database)"},
+    {"max-active-tasks", "EXCHANGED_MAX_ACTIVE_TASKS", OPT_INT, &cfg_tmp.max_active_tasks, 1,
+     100000000, "N", "tasks not yet finished; past it 503 + Retry-After (default 1000000)"},
+    {"retention", "EXCHANGED_RETENTION", OPT_SECONDS, &cfg_tmp.retention_ms, 0, S(365 * 86400),
+     "SECONDS", "finished tasks are purged after this (default 259200 = 3 days)"},
+    {"retry-base", "EXCHANGED_RETRY_BASE", OPT_SECONDS, &cfg_tmp.retry_base_ms, 1, S(3600),
+     "SECONDS", "first callback retry waits up to this; doubles each time (default 1)"},
+    {"retry-cap", "EXCHANGED_RETRY_CAP", OPT_SECONDS, &cfg_tmp.retry_cap_ms, 1, S(86400),
+     "SECONDS", "longest wait between callback attempts (default 300)"},
+    {"retry-max-attempts", "EXCHANGED_RETRY_MAX_ATTEMPTS", OPT_INT, &cfg_tmp.retry_max_attempts,
+     1, 10000, "N", "callback attempts in all before a task fails (default 30)"},
+    {"retry-max-age", "EXCHANGED_RETRY_MAX_AGE", OPT_SECONDS, &cfg_tmp.retry_max_age_ms, 1000,
+     S(30 * 86400), "SECONDS", "a task older than this fails instead of retrying (default 86400)"},
     {"log-level", "EXCHANGED_LOG_LEVEL", OPT_STR, &cfg_tmp.log_level, 0, 0, "LEVEL",
      "debug, info, warn or error (default info)"},
     {0},
@@ -74,6 +92,14 @@ static void defaults(struct config *c)
     c->callback_timeout_ms = LIMIT_CALLBACK_TIMEOUT_S_DEFAULT * 1000;
     c->shutdown_grace_ms = LIMIT_SHUTDOWN_GRACE_S_DEFAULT * 1000;
     c->bill_log = 1;
+    c->store = "sqlite:exchanged.db";
+    c->store_sync = "full";
+    c->max_active_tasks = 1000000;
+    c->retention_ms = 3ull * 86400 * 1000;
+    c->retry_base_ms = 1000;
+    c->retry_cap_ms = 300000;
+    c->retry_max_attempts = 30;
+    c->retry_max_age_ms = 86400ull * 1000;
     c->log_level = "info";
 }
 
@@ -86,6 +112,19 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
     const char *l = cfg_tmp.log_level;
     if (strcmp(l, "debug") && strcmp(l, "info") && strcmp(l, "warn") && strcmp(l, "error")) {
         snprintf(err, errlen, "--log-level: expected debug, info, warn or error");
+        return -1;
+    }
+    const char *ss = cfg_tmp.store_sync;
+    if (strcmp(ss, "full") && strcmp(ss, "normal") && strcmp(ss, "off")) {
+        snprintf(err, errlen, "--store-sync: expected full, normal or off");
+        return -1;
+    }
+    if (strcmp(cfg_tmp.store, "memory") && (strncmp(cfg_tmp.store, "sqlite:", 7) || !cfg_tmp.store[7])) {
+        snprintf(err, errlen, "--store: expected sqlite:PATH or memory");
+        return -1;
+    }
+    if (cfg_tmp.retry_base_ms > cfg_tmp.retry_cap_ms) {
+        snprintf(err, errlen, "--retry-base: must not be more than --retry-cap");
         return -1;
     }
     if (cfg_tmp.workers == 0) {

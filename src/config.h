@@ -29,6 +29,12 @@ struct config {
     uint64_t callback_timeout_ms;
     uint64_t shutdown_grace_ms;
     int bill_log;                 /* print the seed's line per bill */
+    const char *store;            /* "sqlite:PATH" or "memory" */
+    const char *store_sync;       /* "full", "normal", "off" */
+    int max_active_tasks;
+    uint64_t retention_ms;
+    uint64_t retry_base_ms, retry_cap_ms, retry_max_age_ms;
+    int retry_max_attempts;
     const char *log_level;
 };
 

@@ -3,6 +3,7 @@
  * The main thread only waits: for a signal, then for the workers to end.
  */
 #include <curl/curl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,18 +13,33 @@
 
 #include "config.h"
 #include "util.h"
+#include "store/store.h"
 #include "worker.h"
 
 #define STDOUT_FLUSH_MS 100
 
 struct app {
     struct worker_set *workers;
+    struct store *store;
     uv_signal_t sigint, sigterm;
     uv_timer_t flush;
     uv_async_t done;
     uv_thread_t joiner;
     int stopping;
 };
+
+struct recovered {
+    struct worker_set *workers;
+    uint64_t by_state[STATE_COUNT];
+};
+
+static void on_recovered(void *arg, const struct task_view *v)
+{
+    struct recovered *r = arg;
+    if (v->state >= 0 && v->state < STATE_COUNT)
+        r->by_state[v->state]++;
+    worker_set_resume(r->workers, v);
+}
 
 static void on_flush(uv_timer_t *t)
 {
@@ -96,12 +112,31 @@ int main(int argc, char **argv)
 
     struct app app;
     memset(&app, 0, sizeof app);
-    app.workers = worker_set_new(&cfg, err, sizeof err);
-    if (!app.workers) {
+    struct store_config sc = {cfg.store, cfg.store_sync, (uint64_t)cfg.max_active_tasks,
+                              cfg.retention_ms};
+    app.store = store_open(&sc, err, sizeof err);
+    if (!app.store) {
         fprintf(stderr, "exchanged: %s\n", err);
         return 1;
     }
-    rc = worker_set_start(app.workers);
+    app.workers = worker_set_new(&cfg, app.store, err, sizeof err);
+    if (!app.workers) {
+        fprintf(stderr, "exchanged: %s\n", err);
+        store_close(app.store);
+        return 1;
+    }
+    rc = worker_set_prepare(app.workers);
+    if (rc != 0) {
+        fprintf(stderr, "exchanged: cannot start workers: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    struct recovered rec = {app.workers, {0}};
+    uint64_t n = store_recover(app.store, on_recovered, &rec);
+    log_info("event=recovered tasks=%" PRIu64 " queued=%" PRIu64 " running=%" PRIu64
+             " delivering=%" PRIu64 " retrying=%" PRIu64,
+             n, rec.by_state[STATE_QUEUED], rec.by_state[STATE_RUNNING],
+             rec.by_state[STATE_DELIVERING], rec.by_state[STATE_RETRYING]);
+    rc = worker_set_run(app.workers);
     if (rc != 0) {
         fprintf(stderr, "exchanged: cannot start workers: %s\n", uv_strerror(rc));
         return 1;
@@ -109,10 +144,10 @@ int main(int argc, char **argv)
     char host[300];
     snprintf(host, sizeof host, strchr(cfg.host, ':') ? "[%s]" : "%s", cfg.host);
     log_info("event=listening address=http://%s:%d workers=%d latency=%.3g-%.3g "
-             "sync_latency=%.3g main_service_url=%s",
+             "sync_latency=%.3g main_service_url=%s store=%s store_sync=%s",
              host, worker_set_port(app.workers), cfg.workers,
              (double)cfg.latency_ms[0] / 1000, (double)cfg.latency_ms[1] / 1000,
-             (double)cfg.sync_latency_ms / 1000, cfg.main_service_url);
+             (double)cfg.sync_latency_ms / 1000, cfg.main_service_url, cfg.store, cfg.store_sync);
 
     uv_loop_t *loop = uv_default_loop();
     uv_signal_init(loop, &app.sigint);
@@ -128,6 +163,7 @@ int main(int argc, char **argv)
 
     uv_thread_join(&app.joiner);
     worker_set_free(app.workers);
+    store_close(app.store); /* commits what the workers queued last */
     uv_loop_close(loop);
     curl_global_cleanup();
     fflush(stdout);

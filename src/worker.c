@@ -7,6 +7,7 @@
 
 #include "api/api.h"
 #include "core/delivery.h"
+#include "core/payload.h"
 #include "core/runner.h"
 #include "http/server.h"
 #include "util.h"
@@ -15,16 +16,20 @@
 
 struct worker_set {
     const struct config *cfg;
+    struct store *store;
+    int next_resume;
     int n;
     int port;
     uint64_t started_ms;
     struct worker *w;
 };
 
-struct worker_set *worker_set_new(const struct config *cfg, char *err, size_t errlen)
+struct worker_set *worker_set_new(const struct config *cfg, struct store *store, char *err,
+                                  size_t errlen)
 {
     struct worker_set *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
+    s->store = store;
     s->n = cfg->workers;
     s->w = xcalloc((size_t)s->n, sizeof *s->w);
     s->port = cfg->port;
@@ -47,6 +52,7 @@ struct worker_set *worker_set_new(const struct config *cfg, char *err, size_t er
         s->w[i].id = i;
         s->w[i].set = s;
         s->w[i].cfg = cfg;
+        s->w[i].store = store;
     }
     return s;
 }
@@ -54,6 +60,7 @@ struct worker_set *worker_set_new(const struct config *cfg, char *err, size_t er
 int worker_set_port(const struct worker_set *s) { return s->port; }
 int worker_set_count(const struct worker_set *s) { return s->n; }
 uint64_t worker_set_started_ms(const struct worker_set *s) { return s->started_ms; }
+struct store *worker_set_store(const struct worker_set *s) { return s->store; }
 
 static void on_server_drained(void *arg)
 {
@@ -62,29 +69,28 @@ static void on_server_drained(void *arg)
     w->server_drained = 1;
 }
 
-static void on_delivery_closed(void *arg)
+static void on_runner_closed(void *arg)
 {
     struct worker *w = arg;
-    w->delivery = NULL;
-    runner_close(w->runner);
     w->runner = NULL;
-    uv_close((uv_handle_t *)&w->stop_async, NULL);
-    uv_close((uv_handle_t *)&w->drain_timer, NULL);
 }
 
 static void on_drain_poll(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    int tasks_done = runner_active(w->runner) == 0 && delivery_pending(w->delivery) == 0;
     int over = util_now_ms() - w->stop_started_ms >= w->cfg->shutdown_grace_ms;
-    if (!(w->server_drained && tasks_done) && !over)
+    if (!w->server_drained && over) {
+        log_warn("event=shutdown_grace_over worker=%d: closing the connections left", w->id);
+        http_server_abort(w->server);
+    }
+    /* the inbox may go only when no store answer is on its way to it */
+    if (!w->server_drained || w->runner || store_inbox_pending(w->inbox))
         return;
     uv_timer_stop(t);
-    if (!w->server_drained)
-        log_warn("event=shutdown_grace_over worker=%d", w->id);
-    /* The server may still hold connections past the grace: their answers
-     * are dropped with the loop. */
-    delivery_close(w->delivery, on_delivery_closed, w);
+    store_inbox_close(w->inbox);
+    w->inbox = NULL;
+    uv_close((uv_handle_t *)&w->stop_async, NULL);
+    uv_close((uv_handle_t *)&w->drain_timer, NULL);
 }
 
 static void on_stop(uv_async_t *a)
@@ -94,6 +100,7 @@ static void on_stop(uv_async_t *a)
         return;
     w->stop_started_ms = util_now_ms();
     http_server_stop(w->server, on_server_drained, w);
+    runner_close(w->runner, on_runner_closed, w);
     uv_timer_start(&w->drain_timer, on_drain_poll, 0, DRAIN_POLL_MS);
 }
 
@@ -115,7 +122,7 @@ static void worker_main(void *arg)
         log_warn("event=loop_not_closed worker=%d", w->id);
 }
 
-int worker_set_start(struct worker_set *s)
+int worker_set_prepare(struct worker_set *s)
 {
     const struct config *cfg = s->cfg;
     char url[2200];
@@ -128,12 +135,15 @@ int worker_set_start(struct worker_set *s)
         w->stop_async.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        w->inbox = store_inbox_new(s->store, &w->loop);
         struct delivery_config dc = {url, cfg->callbacks_in_flight,
                                      cfg->callback_connect_timeout_ms, cfg->callback_timeout_ms};
-        w->delivery = delivery_new(&w->loop, &dc);
-        struct runner_config rc = {&w->runner_counters, cfg->latency_ms[0], cfg->latency_ms[1],
-                                   cfg->sync_latency_ms, cfg->secret_token, cfg->bill_log, w->id};
-        w->runner = runner_new(&w->loop, &rc, w->delivery);
+        struct runner_config rc = {
+            &w->runner_counters, cfg->latency_ms[0], cfg->latency_ms[1], cfg->sync_latency_ms,
+            cfg->secret_token,   cfg->bill_log,      w->id,             s->store,
+            {cfg->retry_base_ms, cfg->retry_cap_ms, (uint32_t)cfg->retry_max_attempts,
+             cfg->retry_max_age_ms}};
+        w->runner = runner_new(&w->loop, &rc, delivery_new(&w->loop, &dc));
         struct http_server_config sc = {&w->http_counters, api_routes, w, cfg->max_body, per_worker,
                                         cfg->header_timeout_ms, cfg->body_timeout_ms,
                                         cfg->idle_timeout_ms};
@@ -142,6 +152,27 @@ int worker_set_start(struct worker_set *s)
         if (!w->server)
             return err;
     }
+    return 0;
+}
+
+void worker_set_resume(struct worker_set *s, const struct task_view *v)
+{
+    struct exchange *ex;
+    struct payload_error err;
+    char hex[17];
+    runner_format_id(v->id, hex);
+    if (!v->payload || payload_parse(v->payload, strlen(v->payload), &ex, &err) != 0) {
+        log_error("event=recover_unreadable task=%s: left as it is", hex);
+        if (v->payload)
+            free(err.body);
+        return;
+    }
+    struct worker *w = &s->w[s->next_resume++ % s->n];
+    runner_resume(w->runner, ex, v);
+}
+
+int worker_set_run(struct worker_set *s)
+{
     for (int i = 0; i < s->n; i++) {
         int rc = uv_thread_create(&s->w[i].thread, worker_main, &s->w[i]);
         if (rc != 0)

@@ -1,16 +1,18 @@
 /*
  * worker: one thread, one libuv loop, and what that loop owns: a listener
  * on the shared port (SO_REUSEPORT: the kernel spreads connections), its
- * connections, its tasks (runner + deadline heap) and its callbacks
- * (delivery). Nothing mutable is shared between workers, so the request
- * path takes no lock.
+ * connections, its tasks (runner + deadline heap), its callbacks
+ * (delivery, owned by the runner) and its store inbox. Nothing mutable is
+ * shared between workers, so the request path takes no lock; the store is
+ * reached through its queue.
  *
- * A worker set is made, started and stopped by main's thread:
- *   worker_set_new -> worker_set_start -> (signal) worker_set_stop
- *   -> worker_set_join -> worker_set_free
- * Stopping: each worker stops accepting, finishes the answers under way,
- * lets tasks under way finish for up to the shutdown grace, then drops
- * the rest (logged) and ends its loop.
+ * The main thread drives a worker set:
+ *   worker_set_new (binds) -> worker_set_prepare (loops) -> worker_set_resume
+ *   (each recovered task) -> worker_set_run (threads) -> (signal)
+ *   worker_set_stop -> worker_set_join -> worker_set_free
+ * Stopping: each worker stops accepting, drops its in-memory tasks at once
+ * (they are in the store and resume at the next start), finishes the
+ * answers under way (at most --shutdown-grace), then ends its loop.
  */
 #ifndef EXCHANGED_WORKER_H
 #define EXCHANGED_WORKER_H
@@ -21,6 +23,7 @@
 #include "config.h"
 #include "core/runner.h"
 #include "http/server.h"
+#include "store/store.h"
 
 struct worker_set;
 
@@ -28,6 +31,7 @@ struct worker {
     int id;
     struct worker_set *set;
     const struct config *cfg;
+    struct store *store;
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t stop_async;
@@ -36,8 +40,8 @@ struct worker {
     int listen_fd;
     int server_drained;
     struct http_server *server;
-    struct runner *runner;
-    struct delivery *delivery;
+    struct runner *runner;    /* NULL once closed */
+    struct store_inbox *inbox;
     struct http_counters http_counters;
     struct runner_counters runner_counters;
 };
@@ -51,13 +55,19 @@ struct worker_totals {
 
 /* Opens cfg->workers listening sockets on host:port (the first decides
  * the port when cfg->port is 0). Returns NULL with a one-line reason in err. */
-struct worker_set *worker_set_new(const struct config *cfg, char *err, size_t errlen);
+struct worker_set *worker_set_new(const struct config *cfg, struct store *store, char *err,
+                                  size_t errlen);
 int worker_set_port(const struct worker_set *s);
 int worker_set_count(const struct worker_set *s);
 uint64_t worker_set_started_ms(const struct worker_set *s);
+struct store *worker_set_store(const struct worker_set *s);
+/* Makes each worker's loop, server, runner, delivery. 0 or a negative errno. */
+int worker_set_prepare(struct worker_set *s);
+/* Hands one recovered task to a worker (round robin); before worker_set_run. */
+void worker_set_resume(struct worker_set *s, const struct task_view *v);
 /* Starts the threads. Returns 0 or a negative errno. */
-int worker_set_start(struct worker_set *s);
-/* Asks every worker to stop (async-signal-unsafe; call from a loop). */
+int worker_set_run(struct worker_set *s);
+/* Asks every worker to stop (from any thread but a worker's). */
 void worker_set_stop(struct worker_set *s);
 void worker_set_join(struct worker_set *s);
 void worker_set_free(struct worker_set *s);

@@ -6,6 +6,7 @@
  *   GET  /health              liveness and totals over all workers
  *   POST /api/exchange_async  validate, start the task, 200 {"status":"ok","task_id":...}
  *   POST /api/exchange_sync   validate, compute bill after bill, answer with the breakdown
+ *   GET/DELETE /api/tasks/{id}, POST /api/tasks/{id}/retry, GET /api/tasks   (tasks.c)
  */
 #ifndef EXCHANGED_API_H
 #define EXCHANGED_API_H
@@ -19,5 +20,9 @@ void api_exchange_async(struct http_request *req, void *ctx);
 void api_exchange_sync(struct http_request *req, void *ctx);
 void api_root(struct http_request *req, void *ctx);
 void api_health(struct http_request *req, void *ctx);
+void api_task_get(struct http_request *req, void *ctx);
+void api_task_list(struct http_request *req, void *ctx);
+void api_task_cancel(struct http_request *req, void *ctx);
+void api_task_retry(struct http_request *req, void *ctx);
 
 #endif

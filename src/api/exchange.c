@@ -3,8 +3,12 @@
 
 #include "../core/payload.h"
 #include "../core/runner.h"
+#include "../store/store.h"
+#include "../util.h"
 #include "../worker.h"
 #include "api.h"
+
+#define RETRY_AFTER "retry-after: 1\r\n"
 
 /* Validates the body; on error answers the client and returns NULL. */
 static struct exchange *payload_or_reply(struct http_request *req)
@@ -18,18 +22,68 @@ static struct exchange *payload_or_reply(struct http_request *req)
     return NULL;
 }
 
+/* A submission waiting for its commit. */
+struct submit {
+    struct worker *w;
+    struct http_exchange *x;
+    struct exchange *ex;
+};
+
+static void reply_task_id(struct http_exchange *x, uint64_t id)
+{
+    char hex[17], body[64];
+    runner_format_id(id, hex);
+    int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"task_id\":\"%s\"}", hex);
+    http_reply(x, 200, body, (size_t)n, NULL);
+}
+
+static void on_submitted(void *arg, int status, uint64_t id)
+{
+    struct submit *sb = arg;
+    char hex[17], detail[160];
+    switch (status) {
+    case STORE_OK: /* durable: now the task may start, and the client hear of it */
+        if (sb->w->runner) { /* else stopping: it starts at the next start */
+            runner_start(sb->w->runner, sb->ex, id);
+            sb->ex = NULL;
+        }
+        reply_task_id(sb->x, id);
+        break;
+    case STORE_DUPLICATE: /* the same request is already active: its task */
+        reply_task_id(sb->x, id);
+        break;
+    case STORE_E_CONFLICT:
+        runner_format_id(id, hex);
+        snprintf(detail, sizeof detail,
+                 "request_id is already active as task %s with a different payload", hex);
+        http_reply_detail(sb->x, 409, detail, NULL);
+        break;
+    case STORE_E_FULL:
+        http_reply_detail(sb->x, 503, "Too many tasks in progress; retry later", RETRY_AFTER);
+        break;
+    default:
+        http_reply_detail(sb->x, 503, "The task store cannot take the request now; retry later",
+                          RETRY_AFTER);
+        break;
+    }
+    free(sb->ex);
+    free(sb);
+}
+
 void api_exchange_async(struct http_request *req, void *ctx)
 {
     struct worker *w = ctx;
     struct exchange *ex = payload_or_reply(req);
     if (!ex)
         return;
-    uint64_t id = runner_submit_async(w->runner, ex);
-    char hex[17];
-    runner_format_id(id, hex);
-    char body[64];
-    int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"task_id\":\"%s\"}", hex);
-    http_reply(req->x, 200, body, (size_t)n, NULL);
+    struct submit *sb = xmalloc(sizeof *sb);
+    sb->w = w;
+    sb->x = req->x;
+    sb->ex = ex;
+    char *payload = runner_canonical_payload(ex);
+    struct store_submit t = {runner_new_id(w->runner), ex->request_id, payload};
+    store_submit(w->store, w->inbox, &t, on_submitted, sb);
+    free(payload);
 }
 
 void api_exchange_sync(struct http_request *req, void *ctx)
@@ -38,5 +92,10 @@ void api_exchange_sync(struct http_request *req, void *ctx)
     struct exchange *ex = payload_or_reply(req);
     if (!ex)
         return;
+    if (!w->runner) {
+        free(ex);
+        http_reply_detail(req->x, 503, "Service shutting down", RETRY_AFTER);
+        return;
+    }
     runner_submit_sync(w->runner, ex, req->x);
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "../config.h"
+#include "../store/store.h"
 #include "../util.h"
 #include "../worker.h"
 #include "api.h"
@@ -18,16 +19,21 @@ void api_health(struct http_request *req, void *ctx)
     struct worker *w = ctx;
     struct worker_totals t;
     worker_set_totals(w->set, &t);
-    char body[512];
+    struct store_stats st;
+    store_stats_read(worker_set_store(w->set), &st);
+    char body[768];
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"ok\",\"version\":\"" EXCHANGED_VERSION "\","
                      "\"uptime_s\":%" PRIu64 ",\"workers\":%d,\"connections_open\":%" PRIu64
                      ",\"requests_total\":%" PRIu64 ",\"tasks_accepted\":%" PRIu64
                      ",\"tasks_in_flight\":%" PRIu64 ",\"sync_in_flight\":%" PRIu64
-                     ",\"callbacks_delivered\":%" PRIu64 ",\"callbacks_failed\":%" PRIu64 "}",
+                     ",\"callbacks_delivered\":%" PRIu64 ",\"callbacks_failed\":%" PRIu64
+                     ",\"store\":{\"active_tasks\":%" PRIu64 ",\"commits\":%" PRIu64
+                     ",\"queue\":%" PRIu64 ",\"purged\":%" PRIu64 "}}",
                      (util_now_ms() - worker_set_started_ms(w->set)) / 1000,
                      worker_set_count(w->set), t.connections_open, t.requests_total,
                      t.tasks_accepted, t.tasks_in_flight, t.sync_in_flight,
-                     t.callbacks_delivered, t.callbacks_failed);
+                     t.callbacks_delivered, t.callbacks_failed, st.active, st.commits,
+                     st.queue_len, st.purged);
     http_reply(req->x, 200, body, (size_t)n, NULL);
 }

@@ -199,7 +199,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 static void finish(struct delivery *d, struct xfer *x, CURLcode code)
 {
     struct job *job = x->job;
-    struct delivery_result r = {0, 0, NULL};
+    struct delivery_result r = {0, 0, NULL, -1};
     char reason[LIMIT_PEER_BODY_KEEP + 64];
     if (code == CURLE_OK) {
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r.http_status);
@@ -213,6 +213,9 @@ static void finish(struct delivery *d, struct xfer *x, CURLcode code)
                     x->answer[i] = ' ';
             snprintf(reason, sizeof reason, "HTTP %ld: %s", r.http_status, x->answer);
             r.error = reason;
+            curl_off_t ra = -1;
+            if (curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+                r.retry_after_s = (int64_t)ra;
         }
     } else if (d->closing) {
         snprintf(reason, sizeof reason, "shutting down");
@@ -348,7 +351,7 @@ void delivery_send(struct delivery *d, char *body, size_t len, delivery_done_cb 
     job->done = done;
     job->arg = arg;
     if (d->closing) {
-        struct delivery_result r = {0, 0, "shutting down"};
+        struct delivery_result r = {0, 0, "shutting down", -1};
         done(arg, &r);
         free(body);
         free(job);
@@ -391,7 +394,7 @@ static void maybe_closed(struct delivery *d)
 void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
 {
     d->closing = 1;
-    struct delivery_result r = {0, 0, "shutting down"};
+    struct delivery_result r = {0, 0, "shutting down", -1};
     /* queued jobs */
     while (d->queue_head) {
         struct job *job = d->queue_head;

@@ -32,6 +32,7 @@ struct delivery_result {
     int ok;            /* 1 when the main service answered 2xx */
     long http_status;  /* 0 when no answer came */
     const char *error; /* on failure: curl's error, or "HTTP 400: <body, truncated>" */
+    int64_t retry_after_s; /* the answer's Retry-After in seconds, or -1 */
 };
 
 /* Called once per delivery_send, on the loop's thread; r is valid only

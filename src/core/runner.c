@@ -22,9 +22,15 @@ struct task {
     struct exchange *ex;        /* owned */
     struct http_exchange *reply; /* sync: where the answer goes */
     uint64_t id;
+    uint64_t created_ms;        /* wall clock, for the retry age limit */
     uint32_t pending;           /* bills not computed yet */
+    uint16_t attempts;          /* callback attempts made */
     uint8_t kind;
 };
+
+/* The heap tag of a task waiting for its next delivery attempt (bills use
+ * their index, which is below LIMIT_BILLS). */
+#define TAG_DELIVER DEADLINE_TAG_MAX
 
 struct runner {
     uv_loop_t *loop;
@@ -36,6 +42,9 @@ struct runner {
     char *callback_prefix; /* {"token": "...", "request_id":  */
     uint64_t rng;
     uint64_t last_id;
+    int closing;
+    void (*closed)(void *arg);
+    void *closed_arg;
 };
 
 #define ST_ADD(field, n) \
@@ -61,7 +70,14 @@ static uint64_t latency(struct runner *r)
 
 /* Time-ordered, unique within the process: ms since the epoch, a counter
  * for ids made in the same ms, and the worker's number. */
-static uint64_t next_id(struct runner *r)
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t runner_new_id(struct runner *r)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -140,31 +156,100 @@ static void append_breakdown(struct buf *b, const struct exchange *ex, int compa
     buf_append(b, "]", 1);
 }
 
+static void deliver(struct task *t);
+
+/* Drops a task that was cancelled while it waited; 1 if it was. */
+static int dropped_if_cancelled(struct task *t)
+{
+    struct runner *r = t->r;
+    if (!store_is_cancelled(r->cfg.store, t->id))
+        return 0;
+    store_forget_cancelled(r->cfg.store, t->id);
+    char id[17];
+    runner_format_id(t->id, id);
+    log_info("event=task_cancelled task=%s request_id=%s", id, t->ex->request_id);
+    ST_SUB(tasks_in_flight);
+    task_free(t);
+    return 1;
+}
+
 static void on_delivered(void *arg, const struct delivery_result *res)
 {
     struct task *t = arg;
     struct runner *r = t->r;
+    if (r->closing) { /* abandoned: the store still says delivering/retrying */
+        ST_SUB(tasks_in_flight);
+        task_free(t);
+        return;
+    }
     char id[17];
     runner_format_id(t->id, id);
+    t->attempts++;
     if (res->ok) {
         ST_ADD(callbacks_delivered, 1);
-        log_debug("event=callback_delivered task=%s request_id=%s status=%ld", id,
-                  t->ex->request_id, res->http_status);
-    } else {
-        ST_ADD(callbacks_failed, 1);
-        log_warn("event=callback_failed task=%s request_id=%s status=%ld reason=\"%s\"", id,
-                 t->ex->request_id, res->http_status, res->error);
+        log_debug("event=callback_delivered task=%s request_id=%s status=%ld attempts=%u", id,
+                  t->ex->request_id, res->http_status, t->attempts);
+        store_update(r->cfg.store, t->id, STATE_SUCCEEDED, t->attempts, 0, NULL, NULL);
+        ST_SUB(tasks_in_flight);
+        task_free(t);
+        return;
     }
-    ST_SUB(tasks_in_flight);
-    task_free(t);
+    const struct backoff_policy *p = &r->cfg.backoff;
+    uint64_t now_wall = wall_ms();
+    uint64_t delay = backoff_delay_ms(p, t->attempts, rng_next(r), res->retry_after_s);
+    const char *why = NULL;
+    if (!backoff_retryable(res->http_status))
+        why = "not retryable";
+    else if (t->attempts >= p->max_attempts)
+        why = "attempts exhausted";
+    else if (now_wall + delay - t->created_ms > p->max_age_ms)
+        why = "too old";
+    if (why) {
+        ST_ADD(callbacks_failed, 1);
+        log_warn("event=callback_failed task=%s request_id=%s attempts=%u status=%ld "
+                 "reason=\"%s\" final=\"%s\"",
+                 id, t->ex->request_id, t->attempts, res->http_status, res->error, why);
+        store_update(r->cfg.store, t->id, STATE_FAILED, t->attempts, 0, res->error, NULL);
+        ST_SUB(tasks_in_flight);
+        task_free(t);
+        return;
+    }
+    log_info("event=callback_retry task=%s request_id=%s attempts=%u status=%ld reason=\"%s\" "
+             "retry_in_ms=%" PRIu64,
+             id, t->ex->request_id, t->attempts, res->http_status, res->error, delay);
+    store_update(r->cfg.store, t->id, STATE_RETRYING, t->attempts, (int64_t)(now_wall + delay),
+                 res->error, NULL);
+    deadline_push(&r->heap, uv_now(r->loop) + delay, t, TAG_DELIVER);
+    arm(r);
+}
+
+static char *callback_body(struct runner *r, const struct task *t, size_t *len)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_append_str(&b, r->callback_prefix);
+    buf_append_str(&b, t->ex->request_id);
+    buf_append_str(&b, ", \"breakdown\": ");
+    append_breakdown(&b, t->ex, 0);
+    buf_append(&b, "}", 1);
+    return buf_steal(&b, len);
+}
+
+static void deliver(struct task *t)
+{
+    if (dropped_if_cancelled(t))
+        return;
+    size_t len;
+    char *body = callback_body(t->r, t, &len);
+    delivery_send(t->r->delivery, body, len, on_delivered, t);
 }
 
 static void task_computed(struct task *t)
 {
     struct runner *r = t->r;
-    struct buf b;
-    buf_init(&b);
     if (t->kind == TASK_SYNC) {
+        struct buf b;
+        buf_init(&b);
         ST_SUB(sync_in_flight);
         buf_append_str(&b, "{\"status\":\"completed\",\"breakdown\":");
         append_breakdown(&b, t->ex, 1);
@@ -174,14 +259,14 @@ static void task_computed(struct task *t)
         task_free(t);
         return;
     }
-    buf_append_str(&b, r->callback_prefix);
-    buf_append_str(&b, t->ex->request_id);
-    buf_append_str(&b, ", \"breakdown\": ");
-    append_breakdown(&b, t->ex, 0);
-    buf_append(&b, "}", 1);
-    size_t len;
-    char *body = buf_steal(&b, &len);
-    delivery_send(r->delivery, body, len, on_delivered, t);
+    if (dropped_if_cancelled(t))
+        return;
+    struct buf b;
+    buf_init(&b);
+    append_breakdown(&b, t->ex, 1);
+    store_update(r->cfg.store, t->id, STATE_DELIVERING, -1, -1, NULL, b.data);
+    buf_free(&b);
+    deliver(t);
 }
 
 static void bill_log(const struct task *t, uint32_t i)
@@ -208,6 +293,10 @@ static void on_timer(uv_timer_t *tm)
     uint32_t idx;
     struct task *t;
     while ((t = deadline_pop_due(&r->heap, now, &idx))) {
+        if (idx == TAG_DELIVER) {
+            deliver(t);
+            continue;
+        }
         if (r->cfg.bill_log)
             bill_log(t, idx);
         if (--t->pending == 0)
@@ -216,33 +305,93 @@ static void on_timer(uv_timer_t *tm)
     arm(r);
 }
 
-static struct task *task_new(struct runner *r, struct exchange *ex, enum task_kind kind)
+static struct task *task_new(struct runner *r, struct exchange *ex, enum task_kind kind,
+                             uint64_t id)
 {
     struct task *t = xmalloc(sizeof *t);
     t->r = r;
     t->ex = ex;
     t->reply = NULL;
-    t->id = next_id(r);
+    t->id = id;
+    t->created_ms = wall_ms();
     t->pending = ex->nbills;
+    t->attempts = 0;
     t->kind = (uint8_t)kind;
     return t;
 }
 
-uint64_t runner_submit_async(struct runner *r, struct exchange *ex)
+static void schedule_bills(struct runner *r, struct task *t)
 {
-    struct task *t = task_new(r, ex, TASK_ASYNC);
-    ST_ADD(tasks_accepted, 1);
-    ST_ADD(tasks_in_flight, 1);
     uint64_t now = uv_now(r->loop);
-    for (uint32_t i = 0; i < ex->nbills; i++)
+    for (uint32_t i = 0; i < t->ex->nbills; i++)
         deadline_push(&r->heap, now + latency(r), t, i);
     arm(r);
-    return t->id;
+}
+
+void runner_start(struct runner *r, struct exchange *ex, uint64_t id)
+{
+    if (r->closing) {
+        free(ex);
+        return;
+    }
+    struct task *t = task_new(r, ex, TASK_ASYNC, id);
+    ST_ADD(tasks_accepted, 1);
+    ST_ADD(tasks_in_flight, 1);
+    schedule_bills(r, t);
+}
+
+void runner_resume(struct runner *r, struct exchange *ex, const struct task_view *v)
+{
+    if (r->closing) {
+        free(ex);
+        return;
+    }
+    struct task *t = task_new(r, ex, TASK_ASYNC, v->id);
+    t->created_ms = v->created_ms;
+    t->attempts = (uint16_t)(v->attempts > 65535 ? 65535 : v->attempts);
+    ST_ADD(tasks_in_flight, 1);
+    if (v->state == STATE_QUEUED || v->state == STATE_RUNNING) {
+        schedule_bills(r, t);
+        return;
+    }
+    t->pending = 0;
+    uint64_t now_wall = wall_ms();
+    uint64_t wait = v->next_attempt_ms > now_wall ? v->next_attempt_ms - now_wall : 0;
+    deadline_push(&r->heap, uv_now(r->loop) + wait, t, TAG_DELIVER);
+    arm(r);
+}
+
+char *runner_canonical_payload(const struct exchange *ex)
+{
+    struct buf b;
+    buf_init(&b);
+    char num[MONEY_FMT_MAX];
+    money_format_repr(ex->rate, num, sizeof num);
+    buf_append_fmt(&b, "{\"request_id\":%s,\"exchange_rate\":%s,\"bills\":[", ex->request_id, num);
+    for (uint32_t i = 0; i < ex->nbills; i++) {
+        const struct exchange_bill *bill = &ex->bills[i];
+        money_format_repr(bill->denomination, num, sizeof num);
+        buf_append_fmt(&b, "%s{\"denomination_id\":%s,\"denomination\":%s,\"count\":", i ? "," : "",
+                       bill->id, num);
+        if (bill->count < 9007199254740992.0)
+            buf_append_fmt(&b, "%.0f}", bill->count);
+        else {
+            money_format_repr(bill->count, num, sizeof num);
+            buf_append_fmt(&b, "%s}", num);
+        }
+    }
+    buf_append_str(&b, "]}");
+    return buf_steal(&b, NULL);
 }
 
 void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_exchange *x)
 {
-    struct task *t = task_new(r, ex, TASK_SYNC);
+    if (r->closing) {
+        free(ex);
+        http_reply_detail(x, 503, "Service shutting down", "retry-after: 1\r\n");
+        return;
+    }
+    struct task *t = task_new(r, ex, TASK_SYNC, 0);
     t->reply = x;
     ST_ADD(sync_in_flight, 1);
     uint64_t now = uv_now(r->loop);
@@ -260,32 +409,46 @@ uint64_t runner_active(const struct runner *r)
 static void on_timer_closed(uv_handle_t *h)
 {
     struct runner *r = h->data;
+    void (*done)(void *) = r->closed;
+    void *arg = r->closed_arg;
     deadline_free(&r->heap);
     free(r->callback_prefix);
     free(r);
+    if (done)
+        done(arg);
 }
 
-void runner_close(struct runner *r)
+static void on_delivery_closed(void *arg)
 {
-    uint64_t dropped_async = 0, dropped_sync = 0;
+    struct runner *r = arg;
+    uint64_t left_async = 0, dropped_sync = 0;
     uint32_t idx;
     struct task *t;
     while ((t = deadline_pop_due(&r->heap, UINT64_MAX >> 20, &idx))) {
-        if (--t->pending)
+        if (idx != TAG_DELIVER && --t->pending)
             continue;
         if (t->kind == TASK_SYNC) {
             dropped_sync++;
             ST_SUB(sync_in_flight);
-            http_reply_detail(t->reply, 503, "Service shutting down", NULL);
+            http_reply_detail(t->reply, 503, "Service shutting down", "retry-after: 1\r\n");
         } else {
-            dropped_async++;
+            left_async++;
             ST_SUB(tasks_in_flight);
         }
         task_free(t);
     }
-    if (dropped_async || dropped_sync)
-        log_warn("event=shutdown_dropped async_tasks=%" PRIu64 " sync_tasks=%" PRIu64,
-                 dropped_async, dropped_sync);
+    if (left_async || dropped_sync)
+        log_info("event=runner_stopped tasks_left_for_next_start=%" PRIu64
+                 " sync_answered_503=%" PRIu64,
+                 left_async, dropped_sync);
     uv_timer_stop(&r->timer);
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+}
+
+void runner_close(struct runner *r, void (*done)(void *arg), void *arg)
+{
+    r->closing = 1;
+    r->closed = done;
+    r->closed_arg = arg;
+    delivery_close(r->delivery, on_delivery_closed, r);
 }

@@ -1,8 +1,11 @@
 /*
  * runner: the tasks of one worker, from accepted to answered.
  *
- *   async:  submit -> each bill waits its random latency (all at once)
- *           -> last bill computed -> callback PUT (delivery) -> done
+ *   async:  stored (store.h) -> runner_start -> each bill waits its random
+ *           latency (all at once) -> last bill computed: stored as delivering
+ *           with its breakdown -> callback PUT (delivery) -> succeeded, or
+ *           retrying (backoff.h; the retry waits in the same heap) -> ...
+ *           -> succeeded / failed. Every change goes to the store.
  *   sync:   submit -> bill i is computed at start + (i+1) * sync latency
  *           -> last bill computed -> the HTTP answer -> done
  *
@@ -21,6 +24,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "../store/store.h"
+#include "backoff.h"
 #include "delivery.h"
 #include "payload.h"
 
@@ -44,13 +49,26 @@ struct runner_config {
     const char *secret_token;
     int bill_log;   /* print the seed's line per bill */
     int worker_id;  /* 0..255, part of task ids */
+    struct store *store;
+    struct backoff_policy backoff;
 };
 
-/* delivery is used for callbacks; the runner does not own it. */
+/* delivery is used for callbacks; the runner owns it from here on (closes it). */
 struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, struct delivery *d);
 
-/* Takes ownership of ex; starts its bills. Returns the task id. */
-uint64_t runner_submit_async(struct runner *r, struct exchange *ex);
+/* A new, time-ordered task id (unique within the process). */
+uint64_t runner_new_id(struct runner *r);
+/* Takes ownership of ex, a task already stored as running under id;
+ * starts its bills. After runner_close has begun, ex is freed and the task
+ * is left in the store for the next start. */
+void runner_start(struct runner *r, struct exchange *ex, uint64_t id);
+/* Takes ownership of ex: a stored task resumed (recovery, or a retry asked
+ * over HTTP). queued/running compute again; delivering/retrying are
+ * delivered at next_attempt_ms (wall clock; 0 = now) after attempts tries. */
+void runner_resume(struct runner *r, struct exchange *ex, const struct task_view *v);
+/* The canonical JSON the store keeps for a request (parsed back by
+ * payload_parse on recovery); caller frees. */
+char *runner_canonical_payload(const struct exchange *ex);
 /* Takes ownership of ex; answers x when the last bill is computed:
  * 200 {"status":"completed","breakdown":[...]}. */
 void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_exchange *x);
@@ -58,10 +76,11 @@ void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_excha
 /* Tasks not yet finished (computing, or waiting for their callback). */
 uint64_t runner_active(const struct runner *r);
 
-/* Drops every task still waiting (sync ones are answered 503), logs how
- * many, closes the timer and frees r once it is closed. Call after the
- * delivery has been closed (so no callback is in flight). */
-void runner_close(struct runner *r);
+/* Stops: closes the delivery (callbacks in flight are abandoned and will be
+ * sent again at the next start), drops the tasks in memory (they stay in the
+ * store; sync requests are answered 503), closes the timer, frees r, then
+ * calls done(arg). */
+void runner_close(struct runner *r, void (*done)(void *arg), void *arg);
 
 /* Formats a task id as 16 hex digits into out (>= 17 bytes). */
 void runner_format_id(uint64_t id, char *out);

@@ -8,18 +8,21 @@
 static int pattern_match(const char *pattern, const char *path, size_t len, const char **param,
                          size_t *param_len)
 {
-    size_t plen = strlen(pattern);
-    if (plen && pattern[plen - 1] == '*') {
-        size_t prefix = plen - 1;
-        if (len <= prefix || memcmp(pattern, path, prefix) != 0)
+    const char *star = strchr(pattern, '*');
+    if (star) {
+        size_t prefix = (size_t)(star - pattern);
+        size_t suffix = strlen(star + 1);
+        if (len <= prefix + suffix || memcmp(pattern, path, prefix) != 0 ||
+            memcmp(star + 1, path + len - suffix, suffix) != 0)
             return 0;
-        if (memchr(path + prefix, '/', len - prefix))
+        size_t seg = len - prefix - suffix;
+        if (memchr(path + prefix, '/', seg))
             return 0;
         *param = path + prefix;
-        *param_len = len - prefix;
+        *param_len = seg;
         return 1;
     }
-    if (plen != len || memcmp(pattern, path, len) != 0)
+    if (strlen(pattern) != len || memcmp(pattern, path, len) != 0)
         return 0;
     *param = NULL;
     *param_len = 0;

@@ -2,9 +2,9 @@
  * router: maps a method and a path to a handler.
  *
  * A route is {method, pattern, handler, flags}. A pattern is an exact path
- * ("/api/tasks") or a prefix ending in a star ("/api/tasks/" + star) that matches one
- * non-empty path segment after the prefix (no '/'); the handler reads the
- * segment from the request's param. Routes are kept in a caller-owned
+ * ("/api/tasks") or a path with one star standing for one non-empty path
+ * segment (no '/'): "/api/tasks/" + star, "/api/tasks/" + star + "/retry";
+ * the handler reads the segment from the request's param. Routes are kept in a caller-owned
  * static array ending with a {0} entry; the router never copies or frees it.
  * Thread-safe: read-only after start.
  */

@@ -1006,3 +1006,13 @@ void http_server_stop(struct http_server *srv, void (*drained_cb)(void *arg), vo
         c = next;
     }
 }
+
+void http_server_abort(struct http_server *srv)
+{
+    struct http_conn *c = srv->conns;
+    while (c) {
+        struct http_conn *next = c->next;
+        conn_close(c); /* the last one may free srv: not touched after */
+        c = next;
+    }
+}

@@ -82,6 +82,9 @@ struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_s
  * answers under way are written. drained_cb runs once when no connection
  * is left; the server is freed after it returns. */
 void http_server_stop(struct http_server *srv, void (*drained_cb)(void *arg), void *arg);
+/* After http_server_stop: closes every connection left now, answers under
+ * way or not (the stop's drained_cb follows). */
+void http_server_abort(struct http_server *srv);
 
 /* Answers a request: status, JSON body (len bytes, copied), optional extra
  * header lines (each ending in "\r\n", or NULL). Call exactly once per

@@ -17,6 +17,7 @@ static const struct route routes[] = {
     {HTTP_POST, "/api/tasks", h2, ROUTE_JSON_BODY},
     {HTTP_GET, "/api/tasks/*", h2, 0},
     {HTTP_DELETE, "/api/tasks/*", h1, 0},
+    {HTTP_POST, "/api/tasks/*/retry", h1, 0},
     {0},
 };
 
@@ -38,6 +39,12 @@ static void test_match(void **state)
     assert_int_equal(m.param_len, 3);
     assert_memory_equal(m.param, "abc", 3);
     assert_int_equal(match(HTTP_GET, "/api/tasks/", &m), -404);
+    assert_int_equal(match(HTTP_POST, "/api/tasks/ab/retry", &m), 0);
+    assert_ptr_equal(m.route, &routes[5]);
+    assert_int_equal(m.param_len, 2);
+    assert_memory_equal(m.param, "ab", 2);
+    assert_int_equal(match(HTTP_POST, "/api/tasks//retry", &m), -404);
+    assert_int_equal(match(HTTP_GET, "/api/tasks/ab/retry", &m), -405);
     assert_int_equal(match(HTTP_GET, "/api/tasks/a/b", &m), -404);
     assert_int_equal(match(HTTP_GET, "/nope", &m), -404);
     assert_int_equal(match(HTTP_GET, "/api/task", &m), -404);

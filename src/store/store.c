@@ -1,0 +1,806 @@
+/*
+ * store (SQLite): the writer thread, group commit, migrations, the
+ * operations. See store.h for the contract.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util.h"
+
+#define PURGE_EVERY_MS 1000
+#define PURGE_BATCH 500
+#define SCHEMA_VERSION 2
+
+enum op_kind { OP_SUBMIT, OP_UPDATE, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST };
+
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    struct store_inbox *inbox; /* NULL: no answer */
+    void *cb;
+    void *arg;
+    int status;
+    uint64_t id;
+    int state, attempts;
+    int64_t next_ms;
+    char *s1, *s2, *s3; /* submit: request_id, payload; update: error, breakdown */
+    struct store_list_query q;
+    struct task_view *views;
+    size_t nviews;
+    uint64_t cursor;
+};
+
+struct store_inbox {
+    struct store *store;
+    uv_async_t async;
+    uv_mutex_t lock;
+    struct op *head, *tail;
+    _Atomic uint64_t pending;
+};
+
+struct store {
+    sqlite3 *db;
+    int memory;
+    struct store_config cfg;
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    struct op *head, *tail;
+    size_t queued;
+    int stopping;
+    uint64_t active; /* writer thread only */
+    uint64_t last_purge_ms;
+    sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
+        *st_purge, *st_list[4];
+    _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged;
+    _Atomic int fault_full;
+    /* ids cancelled by this process, for runners to drop */
+    uv_mutex_t cancel_lock;
+    _Atomic size_t ncancelled;
+    uint64_t *cancelled;
+    size_t cancelled_cap;
+};
+
+static const char *state_names[STATE_COUNT] = {"queued",    "running", "delivering", "retrying",
+                                               "succeeded", "failed",  "cancelled"};
+
+const char *task_state_name(int state)
+{
+    return state >= 0 && state < STATE_COUNT ? state_names[state] : "unknown";
+}
+
+int task_state_parse(const char *name, size_t len)
+{
+    for (int i = 0; i < STATE_COUNT; i++)
+        if (strlen(state_names[i]) == len && !memcmp(state_names[i], name, len))
+            return i;
+    return -1;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrndup(s, strlen(s)) : NULL;
+}
+
+void store_view_free(struct task_view *v)
+{
+    free(v->request_id);
+    free(v->payload);
+    free(v->last_error);
+    free(v->breakdown);
+    free(v->history);
+    memset(v, 0, sizeof *v);
+}
+
+/* ---- schema ---- */
+
+static const char *migrations[] = {
+    /* 1: the tasks */
+    "CREATE TABLE tasks ("
+    " id INTEGER PRIMARY KEY,"
+    " request_id TEXT NOT NULL,"
+    " payload TEXT NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " next_attempt_ms INTEGER,"
+    " last_error TEXT,"
+    " breakdown TEXT,"
+    " history TEXT NOT NULL);"
+    "CREATE INDEX tasks_active_request ON tasks(request_id) WHERE state < 4;",
+    /* 2: listing by state and request_id, and purging, without a scan */
+    "CREATE INDEX tasks_state_id ON tasks(state, id);"
+    "CREATE INDEX tasks_request_id ON tasks(request_id, id);",
+};
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return -1;
+    }
+    int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errlen, "database schema version %d is newer than this program's (%d)",
+                 version, SCHEMA_VERSION);
+        return -1;
+    }
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d;", v + 1);
+        if (exec(db, "BEGIN IMMEDIATE;", err, errlen) || exec(db, migrations[v], err, errlen) ||
+            exec(db, sql, err, errlen) || exec(db, "COMMIT;", err, errlen)) {
+            sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
+            return -1;
+        }
+        if (version > 0)
+            log_info("event=store_migrated from=%d to=%d", v, v + 1);
+    }
+    return 0;
+}
+
+static int prepare(struct store *s, sqlite3_stmt **st, const char *sql, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    return 0;
+}
+
+#define VIEW_COLS \
+    "id, state, attempts, created_ms, updated_ms, next_attempt_ms, request_id, payload, " \
+    "last_error, breakdown, history"
+
+static int prepare_all(struct store *s, char *err, size_t errlen)
+{
+    static const char *list_sql[4] = {
+        "SELECT " VIEW_COLS " FROM tasks WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+        "SELECT " VIEW_COLS " FROM tasks WHERE state = ?3 AND id < ?1 ORDER BY id DESC LIMIT ?2",
+        "SELECT " VIEW_COLS " FROM tasks WHERE request_id = ?4 AND id < ?1 ORDER BY id DESC LIMIT ?2",
+        "SELECT " VIEW_COLS " FROM tasks WHERE request_id = ?4 AND state = ?3 AND id < ?1 "
+        "ORDER BY id DESC LIMIT ?2",
+    };
+    for (int i = 0; i < 4; i++)
+        if (prepare(s, &s->st_list[i], list_sql[i], err, errlen))
+            return -1;
+    return prepare(s, &s->st_insert,
+                   "INSERT INTO tasks (id, request_id, payload, state, created_ms, updated_ms, "
+                   "history) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5)",
+                   err, errlen) ||
+           prepare(s, &s->st_find_active,
+                   "SELECT id, payload FROM tasks WHERE request_id = ?1 AND state < 4 LIMIT 1",
+                   err, errlen) ||
+           prepare(s, &s->st_update,
+                   "UPDATE tasks SET state = ?1, updated_ms = ?2, history = history || ' ' || ?3,"
+                   " attempts = COALESCE(?4, attempts),"
+                   " next_attempt_ms = CASE WHEN ?5 IS NULL THEN next_attempt_ms ELSE ?5 END,"
+                   " last_error = COALESCE(?6, last_error), breakdown = COALESCE(?7, breakdown)"
+                   " WHERE id = ?8 AND state < 4",
+                   err, errlen) ||
+           prepare(s, &s->st_get, "SELECT " VIEW_COLS " FROM tasks WHERE id = ?1", err, errlen) ||
+           prepare(s, &s->st_cancel,
+                   "UPDATE tasks SET state = 6, updated_ms = ?2, history = history || ' ' || ?3,"
+                   " next_attempt_ms = NULL WHERE id = ?1 AND state < 4",
+                   err, errlen) ||
+           prepare(s, &s->st_retry,
+                   "UPDATE tasks SET state = 3, attempts = 0, updated_ms = ?2, next_attempt_ms = ?2,"
+                   " history = history || ' ' || ?3 WHERE id = ?1 AND state = 5",
+                   err, errlen) ||
+           prepare(s, &s->st_purge,
+                   "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE state >= 4 AND "
+                   "id < ?1 LIMIT ?2)",
+                   err, errlen);
+}
+
+/* ---- operations (writer thread) ---- */
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+}
+
+static void read_view(sqlite3_stmt *st, struct task_view *v)
+{
+    v->id = (uint64_t)sqlite3_column_int64(st, 0);
+    v->state = sqlite3_column_int(st, 1);
+    v->attempts = (uint32_t)sqlite3_column_int(st, 2);
+    v->created_ms = (uint64_t)sqlite3_column_int64(st, 3);
+    v->updated_ms = (uint64_t)sqlite3_column_int64(st, 4);
+    v->next_attempt_ms = (uint64_t)sqlite3_column_int64(st, 5);
+    v->request_id = col_text(st, 6);
+    v->payload = col_text(st, 7);
+    v->last_error = col_text(st, 8);
+    v->breakdown = col_text(st, 9);
+    v->history = col_text(st, 10);
+}
+
+static int get_view(struct store *s, uint64_t id, struct op *op)
+{
+    sqlite3_stmt *st = s->st_get;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        op->views = xcalloc(1, sizeof *op->views);
+        read_view(st, op->views);
+        op->nviews = 1;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ? STORE_E_NOTFOUND : STORE_E_IO;
+}
+
+static void history_token(char *out, size_t n, int state, uint64_t now)
+{
+    snprintf(out, n, "%s@%" PRIu64, task_state_name(state), now);
+}
+
+static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
+{
+    sqlite3_stmt *st = s->st_find_active;
+    sqlite3_bind_text(st, 1, op->s1, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        op->id = (uint64_t)sqlite3_column_int64(st, 0);
+        const char *payload = (const char *)sqlite3_column_text(st, 1);
+        op->status = payload && !strcmp(payload, op->s2) ? STORE_DUPLICATE : STORE_E_CONFLICT;
+        sqlite3_reset(st);
+        return;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        op->status = STORE_E_IO;
+        return;
+    }
+    if (s->active + (uint64_t)*active_delta >= s->cfg.max_active) {
+        op->status = STORE_E_FULL;
+        return;
+    }
+    uint64_t now = wall_ms();
+    char hist[96];
+    snprintf(hist, sizeof hist, "queued@%" PRIu64 " running@%" PRIu64, now, now);
+    st = s->st_insert;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->id);
+    sqlite3_bind_text(st, 2, op->s1, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, op->s2, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)now);
+    sqlite3_bind_text(st, 5, hist, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        op->status = STORE_E_IO;
+        return;
+    }
+    op->status = STORE_OK;
+    (*active_delta)++;
+}
+
+static void do_update(struct store *s, struct op *op, int64_t *active_delta)
+{
+    uint64_t now = wall_ms();
+    char hist[64];
+    history_token(hist, sizeof hist, op->state, now);
+    sqlite3_stmt *st = s->st_update;
+    sqlite3_bind_int(st, 1, op->state);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
+    sqlite3_bind_text(st, 3, hist, -1, SQLITE_TRANSIENT);
+    if (op->attempts >= 0)
+        sqlite3_bind_int(st, 4, op->attempts);
+    else
+        sqlite3_bind_null(st, 4);
+    if (op->next_ms >= 0)
+        sqlite3_bind_int64(st, 5, op->next_ms);
+    else
+        sqlite3_bind_null(st, 5);
+    sqlite3_bind_text(st, 6, op->s1, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, op->s2, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)op->id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    op->status = rc == SQLITE_DONE ? STORE_OK : STORE_E_IO;
+    if (rc == SQLITE_DONE && sqlite3_changes(s->db) == 1 && op->state >= STATE_SUCCEEDED)
+        (*active_delta)--;
+}
+
+static void do_change(struct store *s, struct op *op, int64_t *active_delta)
+{
+    uint64_t now = wall_ms();
+    char hist[64];
+    int cancel = op->kind == OP_CANCEL;
+    history_token(hist, sizeof hist, cancel ? STATE_CANCELLED : STATE_RETRYING, now);
+    sqlite3_stmt *st = cancel ? s->st_cancel : s->st_retry;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
+    sqlite3_bind_text(st, 3, hist, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        op->status = STORE_E_IO;
+        return;
+    }
+    int changed = sqlite3_changes(s->db) == 1;
+    if (changed)
+        *active_delta += cancel ? -1 : 1;
+    op->status = get_view(s, op->id, op);
+    if (op->status == STORE_OK && !changed)
+        op->status = STORE_E_STATE;
+}
+
+static void do_list(struct store *s, struct op *op)
+{
+    int which = (op->q.state >= 0 ? 1 : 0) + (op->s1 ? 2 : 0);
+    sqlite3_stmt *st = s->st_list[which];
+    sqlite3_bind_int64(st, 1, op->q.before_id ? (sqlite3_int64)op->q.before_id : INT64_MAX);
+    sqlite3_bind_int(st, 2, op->q.limit + 1);
+    if (op->q.state >= 0)
+        sqlite3_bind_int(st, 3, op->q.state);
+    if (op->s1)
+        sqlite3_bind_text(st, 4, op->s1, -1, SQLITE_STATIC);
+    op->views = xcalloc((size_t)op->q.limit + 1, sizeof *op->views);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (op->nviews == (size_t)op->q.limit) { /* one more exists: a next page */
+            op->cursor = op->views[op->nviews - 1].id;
+            break;
+        }
+        read_view(st, &op->views[op->nviews++]);
+    }
+    sqlite3_reset(st);
+    op->status = rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : STORE_E_IO;
+}
+
+static void purge(struct store *s)
+{
+    uint64_t now = wall_ms();
+    if (now - s->last_purge_ms < PURGE_EVERY_MS)
+        return;
+    s->last_purge_ms = now;
+    if (now < s->cfg.retention_ms)
+        return;
+    uint64_t limit_id = (now - s->cfg.retention_ms) << 20; /* ids are time-ordered (runner.c) */
+    sqlite3_stmt *st = s->st_purge;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)limit_id);
+    sqlite3_bind_int(st, 2, PURGE_BATCH);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE && sqlite3_changes(s->db) > 0) {
+        atomic_fetch_add(&s->stat_purged, (uint64_t)sqlite3_changes(s->db));
+        s->last_purge_ms = 0; /* more may be waiting: go on at the next turn */
+    }
+}
+
+static void inbox_push(struct store_inbox *in, struct op *op)
+{
+    op->next = NULL;
+    uv_mutex_lock(&in->lock);
+    if (in->tail)
+        in->tail->next = op;
+    else
+        in->head = op;
+    in->tail = op;
+    uv_mutex_unlock(&in->lock);
+    uv_async_send(&in->async);
+}
+
+static void op_free(struct op *op)
+{
+    free(op->s1);
+    free(op->s2);
+    free(op->s3);
+    for (size_t i = 0; i < op->nviews; i++)
+        store_view_free(&op->views[i]);
+    free(op->views);
+    free(op);
+}
+
+static void cancelled_add(struct store *s, uint64_t id)
+{
+    uv_mutex_lock(&s->cancel_lock);
+    if (s->ncancelled == s->cancelled_cap) {
+        s->cancelled_cap = s->cancelled_cap ? s->cancelled_cap * 2 : 16;
+        s->cancelled = xrealloc(s->cancelled, s->cancelled_cap * sizeof *s->cancelled);
+    }
+    s->cancelled[s->ncancelled] = id;
+    atomic_fetch_add(&s->ncancelled, 1);
+    uv_mutex_unlock(&s->cancel_lock);
+}
+
+/* Runs one batch in one transaction. */
+static void run_batch(struct store *s, struct op *ops)
+{
+    int64_t delta = 0;
+    int began = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    for (struct op *op = ops; op; op = op->next) {
+        if (!began) {
+            op->status = STORE_E_IO;
+            continue;
+        }
+        switch (op->kind) {
+        case OP_SUBMIT: do_submit(s, op, &delta); break;
+        case OP_UPDATE: do_update(s, op, &delta); break;
+        case OP_GET: op->status = get_view(s, op->id, op); break;
+        case OP_CANCEL:
+        case OP_RETRY: do_change(s, op, &delta); break;
+        case OP_LIST: do_list(s, op); break;
+        }
+    }
+    if (began) {
+        purge(s);
+        int rc = atomic_load(&s->fault_full) ? SQLITE_FULL
+                                             : sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            int ext = rc == SQLITE_FULL ? SQLITE_FULL : sqlite3_extended_errcode(s->db);
+            if (ext == SQLITE_IOERR_FSYNC || ext == SQLITE_IOERR_DIR_FSYNC) {
+                /* A failed fsync cannot be trusted to have written anything:
+                 * stop, and let the next start recover from what is on disk. */
+                log_error("event=store_fsync_failed error=\"%s\": stopping", sqlite3_errmsg(s->db));
+                _exit(70);
+            }
+            log_error("event=store_commit_failed error=\"%s\"",
+                      rc == SQLITE_FULL && atomic_load(&s->fault_full) ? "database or disk is full (fault seam)"
+                                                                       : sqlite3_errmsg(s->db));
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            delta = 0;
+            for (struct op *op = ops; op; op = op->next)
+                if (op->kind != OP_GET && op->kind != OP_LIST)
+                    op->status = STORE_E_IO;
+        } else {
+            atomic_fetch_add(&s->stat_commits, 1);
+        }
+    }
+    s->active = (uint64_t)((int64_t)s->active + delta);
+    atomic_store(&s->stat_active, s->active);
+    struct op *op = ops;
+    while (op) {
+        struct op *next = op->next;
+        if (op->kind == OP_CANCEL && op->status == STORE_OK)
+            cancelled_add(s, op->id);
+        if (op->inbox)
+            inbox_push(op->inbox, op);
+        else
+            op_free(op);
+        op = next;
+    }
+}
+
+static void writer_main(void *arg)
+{
+    struct store *s = arg;
+    uv_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->head && !s->stopping) {
+            if (uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)PURGE_EVERY_MS * 1000000) != 0)
+                break; /* a quiet second: purge */
+        }
+        struct op *ops = s->head;
+        s->head = s->tail = NULL;
+        s->queued = 0;
+        atomic_store(&s->stat_queue, 0);
+        int stopping = s->stopping;
+        uv_mutex_unlock(&s->lock);
+        if (ops) {
+            run_batch(s, ops);
+        } else if (!stopping) {
+            sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+            purge(s);
+            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        }
+        uv_mutex_lock(&s->lock);
+        if (stopping && !s->head)
+            break;
+    }
+    uv_mutex_unlock(&s->lock);
+}
+
+static void enqueue(struct store *s, struct op *op)
+{
+    op->next = NULL;
+    uv_mutex_lock(&s->lock);
+    if (s->tail)
+        s->tail->next = op;
+    else
+        s->head = op;
+    s->tail = op;
+    s->queued++;
+    atomic_store(&s->stat_queue, s->queued);
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->lock);
+}
+
+/* ---- inboxes (loop threads) ---- */
+
+static void on_inbox(uv_async_t *a)
+{
+    struct store_inbox *in = a->data;
+    uv_mutex_lock(&in->lock);
+    struct op *op = in->head;
+    in->head = in->tail = NULL;
+    uv_mutex_unlock(&in->lock);
+    while (op) {
+        struct op *next = op->next;
+        switch (op->kind) {
+        case OP_SUBMIT: ((store_submit_cb)op->cb)(op->arg, op->status, op->id); break;
+        case OP_GET:
+        case OP_CANCEL:
+        case OP_RETRY:
+            ((store_view_cb)op->cb)(op->arg, op->status, op->nviews ? op->views : NULL);
+            break;
+        case OP_LIST:
+            ((store_list_cb)op->cb)(op->arg, op->status, op->views, op->nviews, op->cursor);
+            break;
+        case OP_UPDATE: break;
+        }
+        atomic_fetch_sub(&in->pending, 1);
+        op_free(op);
+        op = next;
+    }
+}
+
+struct store_inbox *store_inbox_new(struct store *s, uv_loop_t *loop)
+{
+    struct store_inbox *in = xcalloc(1, sizeof *in);
+    in->store = s;
+    uv_mutex_init(&in->lock);
+    uv_async_init(loop, &in->async, on_inbox);
+    in->async.data = in;
+    return in;
+}
+
+uint64_t store_inbox_pending(struct store_inbox *in)
+{
+    return atomic_load(&in->pending);
+}
+
+static void on_inbox_closed(uv_handle_t *h)
+{
+    struct store_inbox *in = h->data;
+    uv_mutex_destroy(&in->lock);
+    free(in);
+}
+
+void store_inbox_close(struct store_inbox *in)
+{
+    on_inbox(&in->async); /* answers already delivered are not lost */
+    uv_close((uv_handle_t *)&in->async, on_inbox_closed);
+}
+
+/* ---- public operations ---- */
+
+static struct op *op_new(enum op_kind kind, struct store_inbox *in, void *cb, void *arg)
+{
+    struct op *op = xcalloc(1, sizeof *op);
+    op->kind = kind;
+    op->inbox = in;
+    op->cb = cb;
+    op->arg = arg;
+    if (in)
+        atomic_fetch_add(&in->pending, 1);
+    return op;
+}
+
+void store_submit(struct store *s, struct store_inbox *in, const struct store_submit *t,
+                  store_submit_cb cb, void *arg)
+{
+    struct op *op = op_new(OP_SUBMIT, in, (void *)cb, arg);
+    op->id = t->id;
+    op->s1 = dup_or_null(t->request_id);
+    op->s2 = dup_or_null(t->payload);
+    enqueue(s, op);
+}
+
+void store_update(struct store *s, uint64_t id, int state, int attempts, int64_t next_attempt_ms,
+                  const char *last_error, const char *breakdown)
+{
+    struct op *op = op_new(OP_UPDATE, NULL, NULL, NULL);
+    op->id = id;
+    op->state = state;
+    op->attempts = attempts;
+    op->next_ms = next_attempt_ms;
+    op->s1 = dup_or_null(last_error);
+    op->s2 = dup_or_null(breakdown);
+    enqueue(s, op);
+}
+
+void store_get(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb, void *arg)
+{
+    struct op *op = op_new(OP_GET, in, (void *)cb, arg);
+    op->id = id;
+    enqueue(s, op);
+}
+
+void store_cancel(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
+                  void *arg)
+{
+    struct op *op = op_new(OP_CANCEL, in, (void *)cb, arg);
+    op->id = id;
+    enqueue(s, op);
+}
+
+void store_retry(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
+                 void *arg)
+{
+    struct op *op = op_new(OP_RETRY, in, (void *)cb, arg);
+    op->id = id;
+    enqueue(s, op);
+}
+
+void store_list(struct store *s, struct store_inbox *in, const struct store_list_query *q,
+                store_list_cb cb, void *arg)
+{
+    struct op *op = op_new(OP_LIST, in, (void *)cb, arg);
+    op->q = *q;
+    if (op->q.limit < 1)
+        op->q.limit = 1;
+    if (op->q.limit > 500)
+        op->q.limit = 500;
+    op->s1 = dup_or_null(q->request_id);
+    op->q.request_id = NULL;
+    enqueue(s, op);
+}
+
+int store_is_cancelled(struct store *s, uint64_t id)
+{
+    if (atomic_load_explicit(&s->ncancelled, memory_order_acquire) == 0)
+        return 0;
+    int found = 0;
+    uv_mutex_lock(&s->cancel_lock);
+    for (size_t i = 0; i < s->ncancelled && !found; i++)
+        found = s->cancelled[i] == id;
+    uv_mutex_unlock(&s->cancel_lock);
+    return found;
+}
+
+void store_forget_cancelled(struct store *s, uint64_t id)
+{
+    uv_mutex_lock(&s->cancel_lock);
+    for (size_t i = 0; i < s->ncancelled; i++)
+        if (s->cancelled[i] == id) {
+            s->cancelled[i] = s->cancelled[s->ncancelled - 1];
+            atomic_fetch_sub(&s->ncancelled, 1);
+            break;
+        }
+    uv_mutex_unlock(&s->cancel_lock);
+}
+
+void store_stats_read(struct store *s, struct store_stats *out)
+{
+    out->active = atomic_load_explicit(&s->stat_active, memory_order_relaxed);
+    out->commits = atomic_load_explicit(&s->stat_commits, memory_order_relaxed);
+    out->queue_len = atomic_load_explicit(&s->stat_queue, memory_order_relaxed);
+    out->purged = atomic_load_explicit(&s->stat_purged, memory_order_relaxed);
+}
+
+void store_fault_set_full(struct store *s, int on)
+{
+    atomic_store(&s->fault_full, on);
+}
+
+/* ---- open, recover, close ---- */
+
+struct store *store_open(const struct store_config *cfg, char *err, size_t errlen)
+{
+    struct store *s = xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    const char *path;
+    if (!strcmp(cfg->spec, "memory")) {
+        s->memory = 1;
+        path = ":memory:";
+    } else if (!strncmp(cfg->spec, "sqlite:", 7) && cfg->spec[7]) {
+        path = cfg->spec + 7;
+    } else {
+        snprintf(err, errlen, "--store: expected sqlite:PATH or memory");
+        free(s);
+        return NULL;
+    }
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    char why[256] = "";
+    if (rc != SQLITE_OK) {
+        snprintf(why, sizeof why, "%s", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_extended_result_codes(s->db, 1);
+    char pragma[160];
+    snprintf(pragma, sizeof pragma,
+             "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;",
+             s->memory ? "MEMORY" : "WAL", s->memory ? "OFF" : cfg->sync);
+    if (exec(s->db, pragma, why, sizeof why) || migrate(s->db, why, sizeof why) ||
+        prepare_all(s, why, sizeof why))
+        goto fail;
+    /* a read-only file opens, but cannot take a write: find out now */
+    if (exec(s->db, "BEGIN IMMEDIATE; UPDATE tasks SET id = id WHERE 0; COMMIT;", why, sizeof why))
+        goto fail;
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM tasks WHERE state < 4", -1, &st, NULL);
+    s->active = sqlite3_step(st) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    atomic_store(&s->stat_active, s->active);
+    uv_mutex_init(&s->lock);
+    uv_cond_init(&s->cond);
+    uv_mutex_init(&s->cancel_lock);
+    if (uv_thread_create(&s->thread, writer_main, s) != 0) {
+        snprintf(why, sizeof why, "cannot start the writer thread");
+        goto fail;
+    }
+    return s;
+fail:
+    snprintf(err, errlen, "cannot use the database %s: %s", s->memory ? "in memory" : path, why);
+    sqlite3_close_v2(s->db);
+    free(s);
+    return NULL;
+}
+
+uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v),
+                       void *arg)
+{
+    sqlite3_stmt *st;
+    uint64_t n = 0;
+    /* the writer is idle at start; this runs before any worker enqueues */
+    if (sqlite3_prepare_v2(s->db, "SELECT " VIEW_COLS " FROM tasks WHERE state < 4 ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct task_view v;
+        memset(&v, 0, sizeof v);
+        read_view(st, &v);
+        each(arg, &v);
+        store_view_free(&v);
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+void store_close(struct store *s)
+{
+    uv_mutex_lock(&s->lock);
+    s->stopping = 1;
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->lock);
+    uv_thread_join(&s->thread);
+    sqlite3_stmt **all[] = {&s->st_insert, &s->st_find_active, &s->st_update, &s->st_get,
+                            &s->st_cancel, &s->st_retry, &s->st_purge, &s->st_list[0],
+                            &s->st_list[1], &s->st_list[2], &s->st_list[3]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(*all[i]);
+    if (!s->memory)
+        sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
+    sqlite3_close_v2(s->db);
+    uv_mutex_destroy(&s->lock);
+    uv_cond_destroy(&s->cond);
+    uv_mutex_destroy(&s->cancel_lock);
+    free(s->cancelled);
+    free(s);
+}

@@ -1,0 +1,166 @@
+/*
+ * store: where tasks are kept so that an acknowledged request survives a
+ * crash. One SQLite connection owned by one writer thread; every operation
+ * is queued to that thread and its result handed back to the caller's loop
+ * through an inbox (a uv_async_t). All operations queued while a commit
+ * runs go into the next transaction (group commit), so the cost of an fsync
+ * is shared by everything that waited for it.
+ *
+ * Backends (--store):
+ *   sqlite:PATH  a file in WAL mode; synchronous FULL by default
+ *   memory       the same schema in SQLite's in-memory database: nothing
+ *                survives a restart (for benchmarks and tests)
+ *
+ * The task's states (stored as integers; >= STATE_SUCCEEDED is terminal):
+ *
+ *   queued -> running -> delivering -> succeeded
+ *                            |   ^
+ *                            v   |  (backoff)
+ *                          retrying ---------> failed  <- (4xx, attempts or age spent)
+ *   any non-terminal state -----------------> cancelled (DELETE /api/tasks/{id})
+ *   failed --(POST /api/tasks/{id}/retry)--> retrying
+ *
+ * Every change is stored with its time in the task's history column
+ * ("queued@<ms> running@<ms> ..."). A task is inserted as queued+running at
+ * once: it starts computing when it is acknowledged.
+ *
+ * Threading: store_open/store_recover/store_close on the main thread (before
+ * and after the workers); everything else from any worker loop thread. The
+ * callbacks run on the loop of the inbox given.
+ */
+#ifndef EXCHANGED_STORE_H
+#define EXCHANGED_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum task_state {
+    STATE_QUEUED = 0,
+    STATE_RUNNING = 1,
+    STATE_DELIVERING = 2,
+    STATE_RETRYING = 3,
+    STATE_SUCCEEDED = 4, /* terminal from here on */
+    STATE_FAILED = 5,
+    STATE_CANCELLED = 6,
+};
+#define STATE_COUNT 7
+
+const char *task_state_name(int state);
+/* The state for a name ("queued"...), or -1. */
+int task_state_parse(const char *name, size_t len);
+
+/* Results of store operations (negative, errno-style; 0 is success). */
+#define STORE_OK 0
+#define STORE_DUPLICATE 1      /* submit: the same request is active; id = the active task */
+#define STORE_E_CONFLICT (-1)  /* submit: request_id active with another payload; or a terminal task */
+#define STORE_E_FULL (-2)      /* submit: too many tasks not yet terminal */
+#define STORE_E_IO (-3)        /* the database could not take it (disk full, read-only, I/O) */
+#define STORE_E_NOTFOUND (-4)
+#define STORE_E_STATE (-5)     /* cancel/retry: the task is in a state that does not allow it */
+
+struct store;
+struct store_inbox;
+
+struct store_config {
+    const char *spec;        /* "sqlite:PATH" or "memory" */
+    const char *sync;        /* "full", "normal" or "off" */
+    uint64_t max_active;     /* tasks not yet terminal; past it submit gives STORE_E_FULL */
+    uint64_t retention_ms;   /* terminal tasks older than this are purged */
+};
+
+/* One task as stored. Strings are owned by the view (see store_view_free). */
+struct task_view {
+    uint64_t id;
+    int state;
+    uint32_t attempts;
+    uint64_t created_ms, updated_ms; /* wall clock, ms since the epoch */
+    uint64_t next_attempt_ms;        /* 0 when none */
+    char *request_id;                /* JSON text */
+    char *payload;                   /* canonical JSON of the request (see runner) */
+    char *last_error;                /* or NULL */
+    char *breakdown;                 /* JSON text, or NULL before it is computed */
+    char *history;                   /* "queued@ms running@ms ..." */
+};
+void store_view_free(struct task_view *v);
+
+/* Opens (creating or migrating) the database. NULL with a one-line reason
+ * in err when it cannot be used. */
+struct store *store_open(const struct store_config *cfg, char *err, size_t errlen);
+/* Calls each(arg, view) for every task not yet terminal, oldest first, and
+ * returns how many; before the workers start. The view is valid during the
+ * call only. */
+uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v),
+                       void *arg);
+/* Commits what is queued, stops the writer, closes the database. */
+void store_close(struct store *s);
+
+/* An inbox delivers results to one loop; make one per loop, close it
+ * (on that loop) once no operation of it is outstanding. */
+struct store_inbox *store_inbox_new(struct store *s, uv_loop_t *loop);
+/* Operations of this inbox whose callback has not run yet (any thread). */
+uint64_t store_inbox_pending(struct store_inbox *in);
+void store_inbox_close(struct store_inbox *in);
+
+/* The submission of a new task. Strings are copied. */
+struct store_submit {
+    uint64_t id;
+    const char *request_id; /* JSON text */
+    const char *payload;    /* canonical JSON */
+};
+typedef void (*store_submit_cb)(void *arg, int status, uint64_t id);
+/* status: STORE_OK (committed), STORE_DUPLICATE (id: the active task),
+ * STORE_E_CONFLICT (id: the active task), STORE_E_FULL, STORE_E_IO. */
+void store_submit(struct store *s, struct store_inbox *in, const struct store_submit *t,
+                  store_submit_cb cb, void *arg);
+
+/* A state change decided by a runner; no answer. attempts, next_attempt_ms,
+ * last_error and breakdown are stored when given (>= 0 / non-NULL). The
+ * change is applied only if the task is not already terminal (a cancel wins). */
+void store_update(struct store *s, uint64_t id, int state, int attempts, int64_t next_attempt_ms,
+                  const char *last_error, const char *breakdown);
+
+typedef void (*store_view_cb)(void *arg, int status, const struct task_view *v);
+/* Reads one task: STORE_OK with v, or STORE_E_NOTFOUND / STORE_E_IO. */
+void store_get(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb, void *arg);
+/* Cancels a task not yet terminal: STORE_OK with the new view,
+ * STORE_E_STATE (already terminal), STORE_E_NOTFOUND. */
+void store_cancel(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
+                  void *arg);
+/* Moves a failed task to retrying (attempts reset): STORE_OK with the new
+ * view, STORE_E_STATE (not failed), STORE_E_NOTFOUND. */
+void store_retry(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
+                 void *arg);
+
+struct store_list_query {
+    int state;              /* -1: any */
+    const char *request_id; /* JSON text, or NULL */
+    uint64_t before_id;     /* cursor: only ids below it; 0: from the newest */
+    int limit;              /* 1..500 */
+};
+/* Lists tasks newest first. The callback gets n views and the cursor for
+ * the next page (0 when this is the last). */
+typedef void (*store_list_cb)(void *arg, int status, const struct task_view *v, size_t n,
+                              uint64_t next_cursor);
+void store_list(struct store *s, struct store_inbox *in, const struct store_list_query *q,
+                store_list_cb cb, void *arg);
+
+/* 1 when the task was cancelled by this process (checked by runners before
+ * each delivery; thread-safe). store_forget_cancelled drops the mark once
+ * the runner has dropped the task. */
+int store_is_cancelled(struct store *s, uint64_t id);
+void store_forget_cancelled(struct store *s, uint64_t id);
+
+/* Counters, readable from any thread. */
+struct store_stats {
+    uint64_t active;      /* tasks not yet terminal */
+    uint64_t commits;
+    uint64_t queue_len;   /* operations waiting for the writer */
+    uint64_t purged;
+};
+void store_stats_read(struct store *s, struct store_stats *out);
+
+/* Test seam: when set, every commit fails as if the disk were full. */
+void store_fault_set_full(struct store *s, int on);
+
+#endif

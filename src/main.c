@@ -113,7 +113,7 @@ int main(int argc, char **argv)
     struct app app;
     memset(&app, 0, sizeof app);
     struct store_config sc = {cfg.store, cfg.store_sync, (uint64_t)cfg.max_active_tasks,
-                              cfg.retention_ms};
+                              cfg.retention_ms, 0};
     app.store = store_open(&sc, err, sizeof err);
     if (!app.store) {
         fprintf(stderr, "exchanged: %s\n", err);

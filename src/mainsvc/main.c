@@ -6,7 +6,9 @@
  *       -> 200 {"status":"ok"}; a wrong token -> 400 {"message":"Invalid token"}
  *   GET /api/exchange_result/{request_id} -> the last result received for it, or 404
  *   GET /api/stats                      -> {"received":N,"distinct":D,"duplicates":X,
- *                                           "rejected":R,"connections":C}  (C: accepted so far)
+ *                                           "rejected":R,"failed_on_purpose":F,"connections":C}
+ *
+ * For tests, --fail N answers the first N callbacks with --fail-status.
  *   GET /                               -> {"status":"ok"}
  *
  * and prints each result it accepts on stdout (one line, the body as
@@ -42,7 +44,9 @@ static struct {
     int workers;
     const char *token;
     int quiet;
-} opt = {"127.0.0.1", 3001, 2, "MY_SECRET_TOKEN", 0};
+    int fail;        /* answer the first N callbacks with fail_status (tests) */
+    int fail_status;
+} opt = {"127.0.0.1", 3001, 2, "MY_SECRET_TOKEN", 0, 0, 500};
 
 static const struct opt table[] = {
     {"host", "MAIN_HOST", OPT_STR, &opt.host, 0, 0, "ADDR", "address to listen on (default 127.0.0.1)"},
@@ -51,13 +55,17 @@ static const struct opt table[] = {
     {"token", "SECRET_TOKEN", OPT_STR, &opt.token, 0, 0, "TOKEN",
      "token callbacks must carry (default: the seed's token)"},
     {"quiet", "MAIN_QUIET", OPT_FLAG, &opt.quiet, 0, 0, NULL, "do not print each result"},
+    {"fail", "MAIN_FAIL", OPT_INT, &opt.fail, 0, 1000000000, "N",
+     "answer the first N callbacks with --fail-status instead of storing them (default 0)"},
+    {"fail-status", "MAIN_FAIL_STATUS", OPT_INT, &opt.fail_status, 100, 599, "STATUS",
+     "the status of those answers (default 500)"},
     {0},
 };
 
 static uv_mutex_t lock;
 static struct entry **buckets;
 static size_t nbuckets, nentries;
-static uint64_t received, duplicates, rejected;
+static uint64_t received, duplicates, rejected, failed_on_purpose;
 
 static uint64_t hash(const char *s)
 {
@@ -119,6 +127,17 @@ static void reply_message(struct http_exchange *x, int status, const char *msg)
 static void put_result(struct http_request *req, void *ctx)
 {
     (void)ctx;
+    uv_mutex_lock(&lock);
+    int fail = failed_on_purpose < (uint64_t)opt.fail;
+    if (fail)
+        failed_on_purpose++;
+    uv_mutex_unlock(&lock);
+    if (fail) {
+        if (!opt.quiet)
+            printf("failing %d %.*s\n", opt.fail_status, (int)req->body_len, req->body);
+        reply_message(req->x, opt.fail_status, "Failing on purpose (--fail)");
+        return;
+    }
     json_error_t jerr;
     json_t *root = json_loadb(req->body, req->body_len, 0, &jerr);
     const char *why = NULL;
@@ -226,9 +245,10 @@ static void get_stats(struct http_request *req, void *ctx)
     uv_mutex_lock(&lock);
     int n = snprintf(body, sizeof body,
                      "{\"received\":%llu,\"distinct\":%llu,\"duplicates\":%llu,\"rejected\":%llu,"
-                     "\"connections\":%llu}",
+                     "\"failed_on_purpose\":%llu,\"connections\":%llu}",
                      (unsigned long long)received, (unsigned long long)nentries,
-                     (unsigned long long)duplicates, (unsigned long long)rejected, conns);
+                     (unsigned long long)duplicates, (unsigned long long)rejected,
+                     (unsigned long long)failed_on_purpose, conns);
     uv_mutex_unlock(&lock);
     http_reply(req->x, 200, body, (size_t)n, NULL);
 }

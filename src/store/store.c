@@ -383,7 +383,7 @@ static void do_list(struct store *s, struct op *op)
 static void purge(struct store *s)
 {
     uint64_t now = wall_ms();
-    if (now - s->last_purge_ms < PURGE_EVERY_MS)
+    if (now - s->last_purge_ms < (s->cfg.purge_every_ms ? s->cfg.purge_every_ms : PURGE_EVERY_MS))
         return;
     s->last_purge_ms = now;
     if (now < s->cfg.retention_ms)

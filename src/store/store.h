@@ -67,6 +67,7 @@ struct store_config {
     const char *sync;        /* "full", "normal" or "off" */
     uint64_t max_active;     /* tasks not yet terminal; past it submit gives STORE_E_FULL */
     uint64_t retention_ms;   /* terminal tasks older than this are purged */
+    uint64_t purge_every_ms; /* how often the purge runs (0: every second) */
 };
 
 /* One task as stored. Strings are owned by the view (see store_view_free). */

@@ -115,14 +115,38 @@ def main_service():
 
 
 @pytest.fixture
-def start_service(main_service):
-    """Starts exchanged (pointed at the stand-in) with extra flags."""
+def start_main():
+    """Starts more stand-in main services: start_main("--fail", "2", port=N)."""
+    procs = []
+
+    def start(*args, port=0):
+        p = Proc([MAIN, "--port", str(port), "--workers", "1", *args])
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def start_service(main_service, tmp_path):
+    """Starts exchanged (pointed at the stand-in, its store in a temporary
+    directory unless --store is given) with extra flags."""
     procs = []
 
     def start(*args, env=None, main=True):
         e = {"MAIN_SERVICE_URL": main_service.url()} if main else {}
         e.update(env or {})
-        p = Proc([EXCHANGED, "--port", "0", "--workers", "2", *args], env=e)
+        store = [] if any(a.startswith("--store") and a != "--store-sync" for a in args) else [
+            "--store", f"sqlite:{tmp_path}/tasks.db"]
+        p = Proc([EXCHANGED, "--port", "0", "--workers", "2", *store, *args], env=e)
         procs.append(p)
         return p
 

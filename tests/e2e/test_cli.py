@@ -59,6 +59,7 @@ def test_main_service_stand_in(main_service):
     assert request(main_service.port, "PUT", "/api/exchange_result", good)[0] == 200
     stats = json.loads(request(main_service.port, "GET", "/api/stats")[2])
     assert stats.pop("connections") >= 1
-    assert stats == {"received": 2, "distinct": 1, "duplicates": 1, "rejected": 1}
+    assert stats == {"received": 2, "distinct": 1, "duplicates": 1, "rejected": 1,
+                     "failed_on_purpose": 0}
     r = subprocess.run([MAIN, "--help"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0 and "--token" in r.stdout

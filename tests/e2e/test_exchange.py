@@ -135,8 +135,9 @@ def test_json_content_type_variants(start_service):
 def test_callback_rejected_by_main_service_is_logged(start_service, main_service):
     svc = start_service("--latency", "0-0", env={"SECRET_TOKEN": "wrong"})
     assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
-    m = svc.err.wait(r"event=callback_failed .*status=400 reason=\"(.*)\"")[0]
+    m = svc.err.wait(r"event=callback_failed .*status=400 reason=\"(.*)\" final=\"(.*)\"")[0]
     assert m.group(1) == 'HTTP 400: {"message":"Invalid token"}'
+    assert m.group(2) == "not retryable"
     assert "wrong" not in svc.err.text()  # the secret is never logged
 
 
@@ -144,7 +145,7 @@ def test_callback_to_unreachable_main_service_is_logged(start_service):
     svc = start_service("--latency", "0-0", "--callback-connect-timeout", "1",
                         env={"MAIN_SERVICE_URL": "http://127.0.0.1:1"})
     assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
-    m = svc.err.wait(r"event=callback_failed .*status=0 reason=\"(.*)\"")[0]
+    m = svc.err.wait(r"event=callback_retry .*attempts=1 status=0 reason=\"(.*?)\"")[0]
     assert "127.0.0.1" in m.group(1) and "port 1" in m.group(1)
 
 
@@ -166,8 +167,8 @@ def test_many_callbacks_all_arrive(start_service, main_service):
     assert health["callbacks_delivered"] == n
 
 
-def test_sigterm_finishes_answer_under_way(start_service):
-    svc = start_service("--sync-latency", "1")
+def test_sigterm_answers_request_under_way_and_exits_promptly(start_service):
+    svc = start_service("--sync-latency", "30")
     result = {}
 
     def call():
@@ -175,17 +176,18 @@ def test_sigterm_finishes_answer_under_way(start_service):
 
     th = threading.Thread(target=call)
     th.start()
-    svc.err.wait(r"event=listening")
-    # wait until the request is being handled: the first bill's line is printed after 1 s,
-    # but the task exists as soon as /health counts it
+    # the request is under way once /health counts it
     deadline = time.monotonic() + 5
     while json.loads(request(svc.port, "GET", "/health")[2])["sync_in_flight"] == 0:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    t0 = time.monotonic()
     assert svc.stop() == 0
+    assert time.monotonic() - t0 < 3, "shutdown waited out the simulated latency"
     th.join(10)
-    status, _, body = result["r"]
-    assert status == 200 and json.loads(body)["status"] == "completed"
+    status, headers, body = result["r"]
+    assert status == 503 and headers["retry-after"] == "1"
+    assert json.loads(body) == {"detail": "Service shutting down"}
     svc.err.wait(r"event=stopped")
 
 

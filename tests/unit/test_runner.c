@@ -21,11 +21,8 @@ static struct runner *run;
 
 static void closed_noop(void *arg) { (void)arg; }
 
-static void on_delivery_closed(void *arg)
-{
-    (void)arg;
-    runner_close(run);
-}
+static struct store *store;
+static void on_runner_closed(void *arg) { (void)arg; }
 
 static void on_put(struct http_request *req, void *ctx)
 {
@@ -44,7 +41,7 @@ static void on_check(uv_check_t *c)
     if (watched->callbacks_delivered + watched->callbacks_failed < 2)
         return;
     uv_close((uv_handle_t *)c, NULL);
-    delivery_close(dlv, on_delivery_closed, NULL);
+    runner_close(run, on_runner_closed, NULL);
     http_server_stop(srv, closed_noop, NULL);
 }
 
@@ -64,7 +61,11 @@ static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t la
     snprintf(url, sizeof url, "http://127.0.0.1:%d/api/exchange_result", port);
     struct delivery_config dc = {url, 4, 2000, 5000};
     dlv = delivery_new(loop, &dc);
-    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, 3};
+    struct store_config sc = {"memory", "off", 1000, 1000000, 0};
+    char err[256];
+    store = store_open(&sc, err, sizeof err);
+    assert_non_null(store);
+    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, 3, store, {1000, 60000, 5, 3600000}};
     run = runner_new(loop, &rc, dlv);
 }
 
@@ -78,13 +79,16 @@ static void test_callback_body(void **state)
     struct runner_counters counters;
     memset(&counters, 0, sizeof counters);
     setup(&loop, &counters, 0, port);
-    uint64_t a = runner_submit_async(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, "
-                                                "\"bills\": [{\"denomination_id\": 1, "
-                                                "\"denomination\": 1, \"count\": 1}]}"));
-    uint64_t b = runner_submit_async(
-        run, parse("{\"request_id\": \"r\\u00e9q\", \"exchange_rate\": 75.5, \"bills\": ["
-                   "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
-                   "{\"denomination_id\": \"b\", \"denomination\": 0.1, \"count\": 3}]}"));
+    uint64_t a = runner_new_id(run);
+    uint64_t b = runner_new_id(run);
+    runner_start(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, "
+                            "\"bills\": [{\"denomination_id\": 1, "
+                            "\"denomination\": 1, \"count\": 1}]}"), a);
+    runner_start(run,
+                 parse("{\"request_id\": \"r\\u00e9q\", \"exchange_rate\": 75.5, \"bills\": ["
+                       "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
+                       "{\"denomination_id\": \"b\", \"denomination\": 0.1, \"count\": 3}]}"),
+                 b);
     assert_true(b > a);
     assert_int_equal(a & 0xFF, 3); /* the worker's number */
     char hex[17];
@@ -103,6 +107,7 @@ static void test_callback_body(void **state)
     assert_int_equal(counters.tasks_in_flight, 0);
     assert_int_equal(counters.callbacks_delivered, 2);
     assert_int_equal(uv_loop_close(&loop), 0);
+    store_close(store);
 }
 
 static void test_close_drops_waiting(void **state)
@@ -114,14 +119,15 @@ static void test_close_drops_waiting(void **state)
     memset(&counters, 0, sizeof counters);
     setup(&loop, &counters, 1000000, 1);
     for (int i = 0; i < 5; i++)
-        runner_submit_async(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, \"bills\": ["
+        runner_start(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, \"bills\": ["
                                        "{\"denomination_id\": 1, \"denomination\": 1, \"count\": 1},"
-                                       "{\"denomination_id\": 2, \"denomination\": 1, \"count\": 1}]}"));
+                                       "{\"denomination_id\": 2, \"denomination\": 1, \"count\": 1}]}"), runner_new_id(run));
     assert_int_equal(runner_active(run), 5);
-    delivery_close(dlv, on_delivery_closed, NULL);
+    runner_close(run, on_runner_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(counters.tasks_in_flight, 0);
     assert_int_equal(uv_loop_close(&loop), 0);
+    store_close(store);
 }
 
 int main(void)

@@ -1,0 +1,393 @@
+/* store: on a temporary file: submit (new, duplicate, conflict, full),
+ * every transition, cancel, retry, list with a cursor, recovery after a
+ * reopen, migration from a version-1 database, purge, and a full disk
+ * through the fault seam. Run from tests/unit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include <cmocka.h>
+
+#include "../../src/store/store.h"
+
+static char dir[] = "/tmp/exchanged-store-XXXXXX";
+static char path[256], spec[300];
+static uv_loop_t loop;
+static struct store_inbox *inbox;
+
+/* ---- waiting for one answer ---- */
+
+struct answer {
+    int done, status;
+    uint64_t id, cursor;
+    struct task_view v[8];
+    size_t n;
+};
+
+static void copy_view(struct task_view *dst, const struct task_view *src)
+{
+    *dst = *src;
+    dst->request_id = src->request_id ? strdup(src->request_id) : NULL;
+    dst->payload = src->payload ? strdup(src->payload) : NULL;
+    dst->last_error = src->last_error ? strdup(src->last_error) : NULL;
+    dst->breakdown = src->breakdown ? strdup(src->breakdown) : NULL;
+    dst->history = src->history ? strdup(src->history) : NULL;
+}
+
+static void answer_free(struct answer *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        store_view_free(&a->v[i]);
+    memset(a, 0, sizeof *a);
+}
+
+static void on_submit(void *arg, int status, uint64_t id)
+{
+    struct answer *a = arg;
+    a->done = 1, a->status = status, a->id = id;
+}
+
+static void on_view(void *arg, int status, const struct task_view *v)
+{
+    struct answer *a = arg;
+    a->done = 1, a->status = status;
+    if (v) {
+        copy_view(&a->v[0], v);
+        a->n = 1;
+    }
+}
+
+static void on_list(void *arg, int status, const struct task_view *v, size_t n, uint64_t cursor)
+{
+    struct answer *a = arg;
+    a->done = 1, a->status = status, a->cursor = cursor;
+    for (size_t i = 0; i < n && i < 8; i++)
+        copy_view(&a->v[i], &v[i]);
+    a->n = n < 8 ? n : 8;
+}
+
+static void wait_for(struct answer *a)
+{
+    while (!a->done)
+        uv_run(&loop, UV_RUN_ONCE);
+}
+
+static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
+{
+    struct store_config cfg = {spec, "full", max_active, retention_ms, 1};
+    char err[256];
+    struct store *s = store_open(&cfg, err, sizeof err);
+    if (!s)
+        fprintf(stderr, "store_open: %s\n", err);
+    assert_non_null(s);
+    inbox = store_inbox_new(s, &loop);
+    return s;
+}
+
+static void close_store(struct store *s)
+{
+    while (store_inbox_pending(inbox))
+        uv_run(&loop, UV_RUN_ONCE);
+    store_inbox_close(inbox);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    store_close(s);
+}
+
+static int submit(struct store *s, uint64_t id, const char *rid, const char *payload, uint64_t *out)
+{
+    struct answer a = {0};
+    struct store_submit t = {id, rid, payload};
+    store_submit(s, inbox, &t, on_submit, &a);
+    wait_for(&a);
+    if (out)
+        *out = a.id;
+    return a.status;
+}
+
+static struct answer get(struct store *s, uint64_t id)
+{
+    struct answer a = {0};
+    store_get(s, inbox, id, on_view, &a);
+    wait_for(&a);
+    return a;
+}
+
+/* ids as the service makes them: time-ordered (ms << 20), so purge leaves them */
+static uint64_t id_base;
+#define ID(n) (id_base + (n))
+
+#define P1 "{\"request_id\":\"r1\",\"exchange_rate\":2.0,\"bills\":[]}"
+#define P2 "{\"request_id\":\"r1\",\"exchange_rate\":3.0,\"bills\":[]}"
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tasks.db", dir);
+    snprintf(spec, sizeof spec, "sqlite:%s", path);
+    uv_loop_init(&loop);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    id_base = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 20;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    return 0;
+}
+
+static void test_submit_and_transitions(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(3, 86400000);
+    uint64_t id;
+    assert_int_equal(submit(s, ID(100), "\"r1\"", P1, &id), STORE_OK);
+    assert_int_equal(submit(s, ID(101), "\"r1\"", P1, &id), STORE_DUPLICATE);
+    assert_int_equal(id, ID(100));
+    assert_int_equal(submit(s, ID(102), "\"r1\"", P2, &id), STORE_E_CONFLICT);
+    assert_int_equal(id, ID(100));
+    assert_int_equal(submit(s, ID(103), "\"r2\"", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(104), "7", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(105), "\"r4\"", P1, NULL), STORE_E_FULL); /* 3 active */
+
+    struct answer a = get(s, ID(100));
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_RUNNING);
+    assert_string_equal(a.v[0].request_id, "\"r1\"");
+    assert_string_equal(a.v[0].payload, P1);
+    assert_non_null(strstr(a.v[0].history, "queued@"));
+    assert_null(a.v[0].breakdown);
+    answer_free(&a);
+
+    store_update(s, ID(100), STATE_DELIVERING, -1, -1, NULL, "[1]");
+    store_update(s, ID(100), STATE_RETRYING, 1, 123456, "HTTP 500: x", NULL);
+    a = get(s, ID(100));
+    assert_int_equal(a.v[0].state, STATE_RETRYING);
+    assert_int_equal(a.v[0].attempts, 1);
+    assert_int_equal(a.v[0].next_attempt_ms, 123456);
+    assert_string_equal(a.v[0].last_error, "HTTP 500: x");
+    assert_string_equal(a.v[0].breakdown, "[1]");
+    answer_free(&a);
+    store_update(s, ID(100), STATE_SUCCEEDED, 2, 0, NULL, NULL);
+    a = get(s, ID(100));
+    assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
+    const char *h = a.v[0].history;
+    const char *q = strstr(h, "queued@"), *r = strstr(h, "running@"), *d = strstr(h, "delivering@"),
+               *re = strstr(h, "retrying@"), *su = strstr(h, "succeeded@");
+    assert_true(q && r && d && re && su && q < r && r < d && d < re && re < su);
+    answer_free(&a);
+    /* a terminal task takes no more changes */
+    store_update(s, ID(100), STATE_FAILED, 3, 0, "late", NULL);
+    a = get(s, ID(100));
+    assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
+    answer_free(&a);
+    /* it ended: the same request_id starts a new task */
+    assert_int_equal(submit(s, ID(106), "\"r1\"", P2, NULL), STORE_OK);
+
+    /* cancel */
+    a = (struct answer){0};
+    store_cancel(s, inbox, ID(103), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_CANCELLED);
+    answer_free(&a);
+    assert_true(store_is_cancelled(s, ID(103)));
+    store_forget_cancelled(s, ID(103));
+    assert_false(store_is_cancelled(s, ID(103)));
+    store_cancel(s, inbox, ID(103), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_E_STATE);
+    answer_free(&a);
+    store_cancel(s, inbox, ID(999), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_E_NOTFOUND);
+    answer_free(&a);
+
+    /* retry: only a failed task */
+    store_update(s, ID(104), STATE_FAILED, 1, 0, "HTTP 400: bad", NULL);
+    store_retry(s, inbox, ID(104), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_RETRYING);
+    assert_int_equal(a.v[0].attempts, 0);
+    answer_free(&a);
+    store_retry(s, inbox, ID(104), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_E_STATE);
+    answer_free(&a);
+
+    /* list: newest first, by state, by request_id, with a cursor */
+    struct store_list_query lq = {-1, NULL, 0, 2};
+    store_list(s, inbox, &lq, on_list, &a);
+    wait_for(&a);
+    assert_int_equal(a.n, 2);
+    assert_int_equal(a.v[0].id, ID(106));
+    assert_int_equal(a.v[1].id, ID(104));
+    assert_int_equal(a.cursor, ID(104));
+    answer_free(&a);
+    lq.before_id = ID(104);
+    store_list(s, inbox, &lq, on_list, &a);
+    wait_for(&a);
+    assert_int_equal(a.n, 2);
+    assert_int_equal(a.v[0].id, ID(103));
+    assert_int_equal(a.v[1].id, ID(100));
+    assert_int_equal(a.cursor, 0);
+    answer_free(&a);
+    struct store_list_query by_state = {STATE_CANCELLED, NULL, 0, 10};
+    store_list(s, inbox, &by_state, on_list, &a);
+    wait_for(&a);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.v[0].id, ID(103));
+    answer_free(&a);
+    struct store_list_query by_rid = {-1, "\"r1\"", 0, 10};
+    store_list(s, inbox, &by_rid, on_list, &a);
+    wait_for(&a);
+    assert_int_equal(a.n, 2);
+    answer_free(&a);
+    close_store(s);
+}
+
+static int count_recovered;
+static void each(void *arg, const struct task_view *v)
+{
+    (void)arg;
+    assert_true(v->state < STATE_SUCCEEDED);
+    count_recovered++;
+}
+
+static void test_recovery_after_reopen(void **state)
+{
+    (void)state;
+    /* the database of the previous test: 106 running, 104 retrying */
+    struct store *s = open_store(10, 86400000);
+    count_recovered = 0;
+    assert_int_equal(store_recover(s, each, NULL), 2);
+    assert_int_equal(count_recovered, 2);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.active, 2);
+    close_store(s);
+}
+
+static void test_migration_from_v1(void **state)
+{
+    (void)state;
+    unlink(path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    FILE *f = fopen("../data/schema_v1.sql", "r");
+    assert_non_null(f);
+    static char sql[8192];
+    size_t n = fread(sql, 1, sizeof sql - 1, f);
+    sql[n] = '\0';
+    fclose(f);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    struct store *s = open_store(10, 86400000ull * 365 * 100);
+    count_recovered = 0;
+    assert_int_equal(store_recover(s, each, NULL), 1); /* the delivering one */
+    struct answer a = get(s, 1940000000000000002ull);
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
+    assert_string_equal(a.v[0].request_id, "7");
+    answer_free(&a);
+    close_store(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_purge(void **state)
+{
+    (void)state;
+    unlink(path);
+    /* retention 1 ms; ids are time-ordered (ms << 20), so id 1..3 are ancient */
+    struct store *s = open_store(10, 1);
+    for (uint64_t id = 1; id <= 3; id++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "\"p%d\"", (int)id);
+        assert_int_equal(submit(s, id, rid, P1, NULL), STORE_OK);
+    }
+    store_update(s, 1, STATE_SUCCEEDED, 1, 0, NULL, NULL);
+    store_update(s, 2, STATE_CANCELLED, 0, 0, NULL, NULL);
+    usleep(5000); /* past the 1 ms purge interval of this test's store */
+    struct answer a = get(s, 1); /* any batch runs the purge */
+    answer_free(&a);
+    usleep(5000);
+    a = get(s, 1);
+    assert_int_equal(a.status, STORE_E_NOTFOUND);
+    answer_free(&a);
+    a = get(s, 2);
+    assert_int_equal(a.status, STORE_E_NOTFOUND);
+    answer_free(&a);
+    a = get(s, 3); /* not terminal: kept */
+    assert_int_equal(a.status, STORE_OK);
+    answer_free(&a);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.purged, 2);
+    close_store(s);
+}
+
+static void test_full_disk_fault(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    store_fault_set_full(s, 1);
+    assert_int_equal(submit(s, 1, "\"f\"", P1, NULL), STORE_E_IO);
+    struct answer a = get(s, 1);
+    assert_int_equal(a.status, STORE_E_NOTFOUND); /* nothing half-written */
+    answer_free(&a);
+    store_fault_set_full(s, 0);
+    assert_int_equal(submit(s, 1, "\"f\"", P1, NULL), STORE_OK);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.active, 1);
+    close_store(s);
+}
+
+static void test_unusable_paths(void **state)
+{
+    (void)state;
+    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0};
+    char err[256];
+    assert_null(store_open(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent-dir/x.db"));
+    cfg.spec = "postgres://x";
+    assert_null(store_open(&cfg, err, sizeof err));
+    assert_string_equal(err, "--store: expected sqlite:PATH or memory");
+    assert_int_equal(task_state_parse("retrying", 8), STATE_RETRYING);
+    assert_int_equal(task_state_parse("nope", 4), -1);
+    assert_string_equal(task_state_name(STATE_CANCELLED), "cancelled");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_submit_and_transitions),
+        cmocka_unit_test(test_recovery_after_reopen),
+        cmocka_unit_test(test_migration_from_v1),
+        cmocka_unit_test(test_purge),
+        cmocka_unit_test(test_full_disk_fault),
+        cmocka_unit_test(test_unusable_paths),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

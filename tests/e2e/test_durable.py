@@ -1,0 +1,272 @@
+"""Durable tasks: the task API, retries, recovery after kill -9, cancel,
+idempotency, limits, a full disk, shutdown."""
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import EXCHANGED, SEED_BODY, Proc, free_port, request
+
+
+def submit(svc, rid, **changes):
+    body = dict(SEED_BODY, request_id=rid, **changes)
+    status, headers, data = request(svc.port, "POST", "/api/exchange_async", body)
+    return status, headers, json.loads(data)
+
+
+def task(svc, task_id):
+    status, _, data = request(svc.port, "GET", f"/api/tasks/{task_id}")
+    return status, json.loads(data)
+
+
+def wait_state(svc, task_id, state, timeout=15):
+    """Waits for the task to reach state, following the service's log of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, t = task(svc, task_id)
+        if status == 200 and t["state"] == state:
+            return t
+        assert time.monotonic() < deadline, f"task {task_id} stayed {t}"
+        time.sleep(0.05)
+
+
+def stats(main):
+    return json.loads(request(main.port, "GET", "/api/stats")[2])
+
+
+def test_task_api(start_service, main_service):
+    svc = start_service("--latency", "0-0")
+    status, _, a = submit(svc, "api-1")
+    assert status == 200
+    main_service.out.wait(r'"request_id": "api-1"')
+    t = wait_state(svc, a["task_id"], "succeeded")
+    assert t["request_id"] == "api-1" and t["attempts"] == 1 and t["last_error"] is None
+    assert t["breakdown"] == [{"denomination_id": 1, "subtotal_rub": 3775.0},
+                              {"denomination_id": 2, "subtotal_rub": 4530.0}]
+    assert [h["state"] for h in t["history"]] == ["queued", "running", "delivering", "succeeded"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t["created_at"])
+    # unknown and malformed ids: 404, never a made-up state
+    assert task(svc, "00000000000000ff") == (404, {"detail": "Task not found"})
+    assert task(svc, "not-an-id")[0] == 404
+    # the list: newest first, filtered, paginated
+    ids = [submit(svc, f"list-{i}")[2]["task_id"] for i in range(5)]
+    status, _, data = request(svc.port, "GET", "/api/tasks?limit=2")
+    page = json.loads(data)
+    assert [x["task_id"] for x in page["tasks"]] == ids[::-1][:2]
+    status, _, data = request(svc.port, "GET", f"/api/tasks?limit=2&cursor={page['next_cursor']}")
+    assert [x["task_id"] for x in json.loads(data)["tasks"]] == ids[::-1][2:4]
+    status, _, data = request(svc.port, "GET", "/api/tasks?request_id=list-3")
+    assert [x["task_id"] for x in json.loads(data)["tasks"]] == [ids[3]]
+    wait_state(svc, ids[0], "succeeded")
+    status, _, data = request(svc.port, "GET", "/api/tasks?state=succeeded&limit=500")
+    assert all(x["state"] == "succeeded" for x in json.loads(data)["tasks"])
+    for bad in ("state=bogus", "limit=0", "limit=x", "cursor=zz"):
+        status, _, data = request(svc.port, "GET", f"/api/tasks?{bad}")
+        assert status == 422 and json.loads(data)["detail"][0]["loc"][0] == "query", bad
+
+
+def test_integer_request_id_filter(start_service, main_service):
+    svc = start_service("--latency", "0-0")
+    tid = submit(svc, 31337)[2]["task_id"]
+    status, _, data = request(svc.port, "GET", "/api/tasks?request_id=31337")
+    assert [x["task_id"] for x in json.loads(data)["tasks"]] == [tid]
+    assert json.loads(data)["tasks"][0]["request_id"] == 31337
+
+
+def test_refused_then_500_twice_then_200(start_service, start_main):
+    port = free_port()
+    svc = start_service("--latency", "0-0", "--retry-base", "0.2", "--retry-cap", "0.4",
+                        env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"})
+    tid = submit(svc, "flaky")[2]["task_id"]
+    svc.err.wait(r"event=callback_retry .*attempts=1 status=0")  # refused
+    main = start_main("--fail", "2", "--fail-status", "500", port=port)
+    main.out.wait(r'^result .*"flaky"', timeout=20)
+    t = wait_state(svc, tid, "succeeded")
+    refused = svc.err.count(r"event=callback_retry .*status=0 ")
+    assert svc.err.count(r"event=callback_retry .*status=500 ") == 2
+    assert t["attempts"] == refused + 3
+    st = stats(main)
+    assert st["received"] == 1 and st["failed_on_purpose"] == 2  # delivered exactly once
+    assert "retrying" in [h["state"] for h in t["history"]]
+
+
+def test_4xx_fails_at_once_then_retry_delivers(start_service, start_main):
+    main = start_main("--fail", "1", "--fail-status", "404")
+    svc = start_service("--latency", "0-0", env={"MAIN_SERVICE_URL": main.url()})
+    tid = submit(svc, "four-oh-four")[2]["task_id"]
+    t = wait_state(svc, tid, "failed")
+    assert t["attempts"] == 1
+    assert t["last_error"] == 'HTTP 404: {"message":"Failing on purpose (--fail)"}'
+    status, _, data = request(svc.port, "POST", f"/api/tasks/{tid}/retry")
+    assert status == 200 and json.loads(data)["state"] == "retrying"
+    main.out.wait(r'^result .*"four-oh-four"')
+    t = wait_state(svc, tid, "succeeded")
+    # only a failed task can be retried
+    status, _, data = request(svc.port, "POST", f"/api/tasks/{tid}/retry")
+    assert status == 409
+    assert request(svc.port, "POST", "/api/tasks/00000000000000ff/retry")[0] == 404
+
+
+def test_invalid_token_fails_with_reason(start_service, main_service):
+    svc = start_service("--latency", "0-0", env={"SECRET_TOKEN": "wrong"})
+    tid = submit(svc, "bad-token")[2]["task_id"]
+    t = wait_state(svc, tid, "failed")
+    assert t["attempts"] == 1 and t["last_error"] == 'HTTP 400: {"message":"Invalid token"}'
+
+
+def test_main_service_down_longer_than_cap(start_service, start_main):
+    port = free_port()
+    svc = start_service("--latency", "0-0", "--retry-base", "0.1", "--retry-cap", "0.3",
+                        env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"})
+    tid = submit(svc, "patient")[2]["task_id"]
+    svc.err.wait(r"event=callback_retry .*attempts=5 ", timeout=20)  # well past the cap
+    main = start_main(port=port)
+    main.out.wait(r'^result .*"patient"', timeout=20)
+    assert wait_state(svc, tid, "succeeded")["attempts"] >= 6
+
+
+def test_kill9_under_load_loses_nothing(start_service, main_service, tmp_path):
+    store = f"sqlite:{tmp_path}/kill.db"
+    svc = start_service("--latency", "1-3", "--store", store)
+    n = 1200
+
+    def one(i):
+        return submit(svc, f"k9-{i}")[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        acked = [i for i, st in zip(range(n), pool.map(one, range(n))) if st == 200]
+    assert len(acked) == n
+    svc.p.send_signal(signal.SIGKILL)
+    svc.p.wait(10)
+    before = stats(main_service)["distinct"]
+    assert before < n  # most were still in flight
+    again = start_service("--latency", "0-0", "--store", store)
+    m = again.err.wait(r"event=recovered tasks=(\d+)")[0]
+    assert int(m.group(1)) >= n - before
+    main_service.out.wait(r'^result ', count=n, timeout=60)
+    st = stats(main_service)
+    assert st["distinct"] == n
+    print(f"kill -9: {n} acknowledged, {before} delivered before the kill, "
+          f"{st['duplicates']} delivered twice")
+
+
+def test_cancel_before_delivery(start_service, main_service):
+    svc = start_service("--latency", "1.5-1.5")
+    tid = submit(svc, "cancel-me")[2]["task_id"]
+    status, _, data = request(svc.port, "DELETE", f"/api/tasks/{tid}")
+    assert status == 200 and json.loads(data)["state"] == "cancelled"
+    svc.err.wait(rf"event=task_cancelled task={tid}")  # the runner dropped it when due
+    assert stats(main_service)["received"] == 0
+    status, _, data = request(svc.port, "DELETE", f"/api/tasks/{tid}")
+    assert status == 409 and json.loads(data) == {"detail": "Task is already cancelled"}
+    assert request(svc.port, "DELETE", "/api/tasks/00000000000000ff")[0] == 404
+    # a cancelled task's request_id may be submitted again
+    assert submit(svc, "cancel-me")[2]["task_id"] != tid
+
+
+def test_idempotent_submission(start_service, main_service):
+    svc = start_service("--latency", "0.5-0.5")
+    first = submit(svc, "idem")[2]["task_id"]
+    assert submit(svc, "idem")[2]["task_id"] == first
+    status, _, body = submit(svc, "idem", exchange_rate=80)
+    assert status == 409 and first in body["detail"]
+    main_service.out.wait(r'^result .*"idem"')
+    wait_state(svc, first, "succeeded")
+    status, _, body = submit(svc, "idem")
+    assert status == 200 and body["task_id"] != first  # ended: a new task
+    main_service.out.wait(r'^result .*"idem"', count=2)
+
+
+def test_max_active_tasks(start_service):
+    svc = start_service("--latency", "30-30", "--max-active-tasks", "2")
+    assert submit(svc, "a1")[0] == 200
+    assert submit(svc, "a2")[0] == 200
+    status, headers, body = submit(svc, "a3")
+    assert status == 503 and headers["retry-after"] == "1"
+    assert body == {"detail": "Too many tasks in progress; retry later"}
+
+
+def test_sigterm_then_restart_resumes(start_service, main_service, tmp_path):
+    store = f"sqlite:{tmp_path}/term.db"
+    svc = start_service("--latency", "600-600", "--store", store)
+    ids = [submit(svc, f"term-{i}")[2]["task_id"] for i in range(20)]
+    t0 = time.monotonic()
+    assert svc.stop() == 0
+    assert time.monotonic() - t0 < 3  # does not wait out the latencies
+    svc.err.wait(r"event=runner_stopped tasks_left_for_next_start=\d+")
+    again = start_service("--latency", "0-0", "--store", store)
+    again.err.wait(r"event=recovered tasks=20 ")
+    main_service.out.wait(r'^result .*"term-', count=20, timeout=20)
+    assert wait_state(again, ids[0], "succeeded")
+
+
+def test_unusable_database_is_refused_at_start(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    for spec in (f"sqlite:{tmp_path}/missing-dir/x.db", "sqlite:/proc/x.db", "redis://x"):
+        r = subprocess.run([EXCHANGED, "--port", "0", "--store", spec], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode != 0, spec
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("exchanged: "), r.stderr
+    if os.geteuid() != 0:  # root writes anywhere: the mode test means nothing then
+        r = subprocess.run([EXCHANGED, "--port", "0", "--store", f"sqlite:{ro}/x.db"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0
+
+
+def test_read_only_database_file_is_refused(tmp_path, start_service):
+    db = tmp_path / "tasks.db"
+    svc = start_service("--store", f"sqlite:{db}")
+    svc.stop()
+    os.chmod(db, 0o444)
+    for f in tmp_path.glob("tasks.db-*"):
+        f.unlink()
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file modes")
+    r = subprocess.run([EXCHANGED, "--port", "0", "--store", f"sqlite:{db}"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "readonly" in r.stderr
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (the store's fault seam is unit-tested)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_full_disk_answers_503_and_recovers(tiny_fs, start_service, main_service):
+    svc = start_service("--latency", "0-0", "--store", f"sqlite:{tiny_fs}/tasks.db")
+    assert submit(svc, "before-full")[0] == 200
+    filler = tiny_fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # take every byte left
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    os.close(fd)
+    statuses = [submit(svc, f"full-{i}")[0] for i in range(30)]
+    assert 503 in statuses
+    refused = [i for i, s in enumerate(statuses) if s == 503]
+    first = refused[0]
+    status, headers, body = submit(svc, f"full-{first}")
+    assert status == 503 and headers["retry-after"] == "1"
+    filler.unlink()  # space returns: acceptance resumes without a restart
+    status, _, body = submit(svc, "after-full")
+    assert status == 200
+    main_service.out.wait(r'^result .*"after-full"')
+    accepted = [f"full-{i}" for i, s in enumerate(statuses) if s == 200]
+    for rid in accepted + ["before-full"]:  # nothing acknowledged was lost
+        main_service.out.wait(rf'^result .*"{rid}"')

@@ -23,6 +23,7 @@ struct task {
     struct http_exchange *reply; /* sync: where the answer goes */
     uint64_t id;
     uint64_t created_ms;        /* wall clock, for the retry age limit */
+    uint64_t delivering_ms;     /* computed at (wall clock), not yet written; 0 once written */
     uint32_t pending;           /* bills not computed yet */
     uint16_t attempts;          /* callback attempts made */
     uint8_t kind;
@@ -173,6 +174,23 @@ static int dropped_if_cancelled(struct task *t)
     return 1;
 }
 
+/* Writes the task's new state; the first outcome after computing also
+ * writes the move to delivering and the breakdown. */
+static void record(struct task *t, int state, int64_t next_attempt_ms, const char *error)
+{
+    struct store_change c = {t->id, state, t->attempts, next_attempt_ms, error, NULL, 0};
+    struct buf b;
+    buf_init(&b);
+    if (t->delivering_ms) {
+        append_breakdown(&b, t->ex, 1);
+        c.breakdown = b.data;
+        c.delivering_ms = t->delivering_ms;
+        t->delivering_ms = 0;
+    }
+    store_update(t->r->cfg.store, &c);
+    buf_free(&b);
+}
+
 static void on_delivered(void *arg, const struct delivery_result *res)
 {
     struct task *t = arg;
@@ -189,7 +207,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         ST_ADD(callbacks_delivered, 1);
         log_debug("event=callback_delivered task=%s request_id=%s status=%ld attempts=%u", id,
                   t->ex->request_id, res->http_status, t->attempts);
-        store_update(r->cfg.store, t->id, STATE_SUCCEEDED, t->attempts, 0, NULL, NULL);
+        record(t, STATE_SUCCEEDED, 0, NULL);
         ST_SUB(tasks_in_flight);
         task_free(t);
         return;
@@ -209,7 +227,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         log_warn("event=callback_failed task=%s request_id=%s attempts=%u status=%ld "
                  "reason=\"%s\" final=\"%s\"",
                  id, t->ex->request_id, t->attempts, res->http_status, res->error, why);
-        store_update(r->cfg.store, t->id, STATE_FAILED, t->attempts, 0, res->error, NULL);
+        record(t, STATE_FAILED, 0, res->error);
         ST_SUB(tasks_in_flight);
         task_free(t);
         return;
@@ -217,8 +235,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
     log_info("event=callback_retry task=%s request_id=%s attempts=%u status=%ld reason=\"%s\" "
              "retry_in_ms=%" PRIu64,
              id, t->ex->request_id, t->attempts, res->http_status, res->error, delay);
-    store_update(r->cfg.store, t->id, STATE_RETRYING, t->attempts, (int64_t)(now_wall + delay),
-                 res->error, NULL);
+    record(t, STATE_RETRYING, (int64_t)(now_wall + delay), res->error);
     deadline_push(&r->heap, uv_now(r->loop) + delay, t, TAG_DELIVER);
     arm(r);
 }
@@ -261,11 +278,7 @@ static void task_computed(struct task *t)
     }
     if (dropped_if_cancelled(t))
         return;
-    struct buf b;
-    buf_init(&b);
-    append_breakdown(&b, t->ex, 1);
-    store_update(r->cfg.store, t->id, STATE_DELIVERING, -1, -1, NULL, b.data);
-    buf_free(&b);
+    t->delivering_ms = wall_ms(); /* written with the first outcome: see record() */
     deliver(t);
 }
 
@@ -316,6 +329,7 @@ static struct task *task_new(struct runner *r, struct exchange *ex, enum task_ki
     t->created_ms = wall_ms();
     t->pending = ex->nbills;
     t->attempts = 0;
+    t->delivering_ms = 0;
     t->kind = (uint8_t)kind;
     return t;
 }

@@ -5,6 +5,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -32,6 +33,7 @@ struct op {
     uint64_t id;
     int state, attempts;
     int64_t next_ms;
+    uint64_t delivering_ms;
     char *s1, *s2, *s3; /* submit: request_id, payload; update: error, breakdown */
     struct store_list_query q;
     struct task_view *views;
@@ -57,6 +59,7 @@ struct store {
     struct op *head, *tail;
     size_t queued;
     int stopping;
+    int writer_waiting; /* the writer sleeps on cond: signal it */
     uint64_t active; /* writer thread only */
     uint64_t last_purge_ms;
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
@@ -308,8 +311,14 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
 static void do_update(struct store *s, struct op *op, int64_t *active_delta)
 {
     uint64_t now = wall_ms();
-    char hist[64];
-    history_token(hist, sizeof hist, op->state, now);
+    char hist[128];
+    size_t n = 0;
+    if (op->delivering_ms) {
+        history_token(hist, sizeof hist, STATE_DELIVERING, op->delivering_ms);
+        n = strlen(hist);
+        hist[n++] = ' ';
+    }
+    history_token(hist + n, sizeof hist - n, op->state, now);
     sqlite3_stmt *st = s->st_update;
     sqlite3_bind_int(st, 1, op->state);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
@@ -400,17 +409,34 @@ static void purge(struct store *s)
     }
 }
 
-static void inbox_push(struct store_inbox *in, struct op *op)
+/* Hands the answers of one batch to their inboxes: one lock and one wake-up
+ * per inbox, not per answer. ops is a list linked by next. */
+static void inbox_deliver(struct op *ops)
 {
-    op->next = NULL;
-    uv_mutex_lock(&in->lock);
-    if (in->tail)
-        in->tail->next = op;
-    else
-        in->head = op;
-    in->tail = op;
-    uv_mutex_unlock(&in->lock);
-    uv_async_send(&in->async);
+    while (ops) {
+        struct store_inbox *in = ops->inbox;
+        struct op *mine = NULL, **mine_tail = &mine, *rest = NULL, **rest_tail = &rest;
+        for (struct op *op = ops, *next; op; op = next) {
+            next = op->next;
+            op->next = NULL;
+            if (op->inbox == in) {
+                *mine_tail = op;
+                mine_tail = &op->next;
+            } else {
+                *rest_tail = op;
+                rest_tail = &op->next;
+            }
+        }
+        uv_mutex_lock(&in->lock);
+        if (in->tail)
+            in->tail->next = mine;
+        else
+            in->head = mine;
+        in->tail = (struct op *)((char *)mine_tail - offsetof(struct op, next));
+        uv_mutex_unlock(&in->lock);
+        uv_async_send(&in->async);
+        ops = rest;
+    }
 }
 
 static void op_free(struct op *op)
@@ -481,17 +507,22 @@ static void run_batch(struct store *s, struct op *ops)
     }
     s->active = (uint64_t)((int64_t)s->active + delta);
     atomic_store(&s->stat_active, s->active);
+    struct op *answers = NULL, **tail = &answers;
     struct op *op = ops;
     while (op) {
         struct op *next = op->next;
         if (op->kind == OP_CANCEL && op->status == STORE_OK)
             cancelled_add(s, op->id);
-        if (op->inbox)
-            inbox_push(op->inbox, op);
-        else
+        if (op->inbox) {
+            op->next = NULL;
+            *tail = op;
+            tail = &op->next;
+        } else {
             op_free(op);
+        }
         op = next;
     }
+    inbox_deliver(answers);
 }
 
 static void writer_main(void *arg)
@@ -500,7 +531,10 @@ static void writer_main(void *arg)
     uv_mutex_lock(&s->lock);
     for (;;) {
         while (!s->head && !s->stopping) {
-            if (uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)PURGE_EVERY_MS * 1000000) != 0)
+            s->writer_waiting = 1;
+            int rc = uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)PURGE_EVERY_MS * 1000000);
+            s->writer_waiting = 0;
+            if (rc != 0)
                 break; /* a quiet second: purge */
         }
         struct op *ops = s->head;
@@ -534,7 +568,8 @@ static void enqueue(struct store *s, struct op *op)
     s->tail = op;
     s->queued++;
     atomic_store(&s->stat_queue, s->queued);
-    uv_cond_signal(&s->cond);
+    if (s->writer_waiting) /* a busy writer takes the queue when its commit ends */
+        uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->lock);
 }
 
@@ -619,16 +654,16 @@ void store_submit(struct store *s, struct store_inbox *in, const struct store_su
     enqueue(s, op);
 }
 
-void store_update(struct store *s, uint64_t id, int state, int attempts, int64_t next_attempt_ms,
-                  const char *last_error, const char *breakdown)
+void store_update(struct store *s, const struct store_change *c)
 {
     struct op *op = op_new(OP_UPDATE, NULL, NULL, NULL);
-    op->id = id;
-    op->state = state;
-    op->attempts = attempts;
-    op->next_ms = next_attempt_ms;
-    op->s1 = dup_or_null(last_error);
-    op->s2 = dup_or_null(breakdown);
+    op->id = c->id;
+    op->state = c->state;
+    op->attempts = c->attempts;
+    op->next_ms = c->next_attempt_ms;
+    op->delivering_ms = c->delivering_ms;
+    op->s1 = dup_or_null(c->last_error);
+    op->s2 = dup_or_null(c->breakdown);
     enqueue(s, op);
 }
 

@@ -22,7 +22,10 @@
  *
  * Every change is stored with its time in the task's history column
  * ("queued@<ms> running@<ms> ..."). A task is inserted as queued+running at
- * once: it starts computing when it is acknowledged.
+ * once: it starts computing when it is acknowledged. Its move to delivering
+ * is written with the first delivery outcome (succeeded, retrying, failed),
+ * with its own time: a crash in between finds it running, and it is
+ * computed again.
  *
  * Threading: store_open/store_recover/store_close on the main thread (before
  * and after the workers); everything else from any worker loop thread. The
@@ -115,11 +118,20 @@ typedef void (*store_submit_cb)(void *arg, int status, uint64_t id);
 void store_submit(struct store *s, struct store_inbox *in, const struct store_submit *t,
                   store_submit_cb cb, void *arg);
 
-/* A state change decided by a runner; no answer. attempts, next_attempt_ms,
- * last_error and breakdown are stored when given (>= 0 / non-NULL). The
- * change is applied only if the task is not already terminal (a cancel wins). */
-void store_update(struct store *s, uint64_t id, int state, int attempts, int64_t next_attempt_ms,
-                  const char *last_error, const char *breakdown);
+/* A state change decided by a runner; no answer. */
+struct store_change {
+    uint64_t id;
+    int state;
+    int attempts;              /* -1: unchanged */
+    int64_t next_attempt_ms;   /* wall clock; -1: unchanged */
+    const char *last_error;    /* NULL: unchanged */
+    const char *breakdown;     /* NULL: unchanged */
+    uint64_t delivering_ms;    /* not 0: the task became delivering at this time; the move is
+                                  written with this change (one write instead of two) */
+};
+/* Applied only if the task is not already terminal (a cancel wins).
+ * Strings are copied. */
+void store_update(struct store *s, const struct store_change *c);
 
 typedef void (*store_view_cb)(void *arg, int status, const struct task_view *v);
 /* Reads one task: STORE_OK with v, or STORE_E_NOTFOUND / STORE_E_IO. */

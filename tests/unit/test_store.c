@@ -121,6 +121,12 @@ static struct answer get(struct store *s, uint64_t id)
 static uint64_t id_base;
 #define ID(n) (id_base + (n))
 
+#define UPDATE(s, id_, state_, att, next, err, bd, dms)                                       \
+    do {                                                                                      \
+        struct store_change c_ = {(id_), (state_), (att), (next), (err), (bd), (dms)};        \
+        store_update((s), &c_);                                                               \
+    } while (0)
+
 #define P1 "{\"request_id\":\"r1\",\"exchange_rate\":2.0,\"bills\":[]}"
 #define P2 "{\"request_id\":\"r1\",\"exchange_rate\":3.0,\"bills\":[]}"
 
@@ -171,8 +177,7 @@ static void test_submit_and_transitions(void **state)
     assert_null(a.v[0].breakdown);
     answer_free(&a);
 
-    store_update(s, ID(100), STATE_DELIVERING, -1, -1, NULL, "[1]");
-    store_update(s, ID(100), STATE_RETRYING, 1, 123456, "HTTP 500: x", NULL);
+    UPDATE(s, ID(100), STATE_RETRYING, 1, 123456, "HTTP 500: x", "[1]", 1234);
     a = get(s, ID(100));
     assert_int_equal(a.v[0].state, STATE_RETRYING);
     assert_int_equal(a.v[0].attempts, 1);
@@ -180,16 +185,17 @@ static void test_submit_and_transitions(void **state)
     assert_string_equal(a.v[0].last_error, "HTTP 500: x");
     assert_string_equal(a.v[0].breakdown, "[1]");
     answer_free(&a);
-    store_update(s, ID(100), STATE_SUCCEEDED, 2, 0, NULL, NULL);
+    UPDATE(s, ID(100), STATE_SUCCEEDED, 2, 0, NULL, NULL, 0);
     a = get(s, ID(100));
     assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
     const char *h = a.v[0].history;
     const char *q = strstr(h, "queued@"), *r = strstr(h, "running@"), *d = strstr(h, "delivering@"),
                *re = strstr(h, "retrying@"), *su = strstr(h, "succeeded@");
     assert_true(q && r && d && re && su && q < r && r < d && d < re && re < su);
+    assert_non_null(strstr(h, "delivering@1234 retrying@"));
     answer_free(&a);
     /* a terminal task takes no more changes */
-    store_update(s, ID(100), STATE_FAILED, 3, 0, "late", NULL);
+    UPDATE(s, ID(100), STATE_FAILED, 3, 0, "late", NULL, 0);
     a = get(s, ID(100));
     assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
     answer_free(&a);
@@ -216,7 +222,7 @@ static void test_submit_and_transitions(void **state)
     answer_free(&a);
 
     /* retry: only a failed task */
-    store_update(s, ID(104), STATE_FAILED, 1, 0, "HTTP 400: bad", NULL);
+    UPDATE(s, ID(104), STATE_FAILED, 1, 0, "HTTP 400: bad", NULL, 0);
     store_retry(s, inbox, ID(104), on_view, &a);
     wait_for(&a);
     assert_int_equal(a.status, STORE_OK);
@@ -325,8 +331,8 @@ static void test_purge(void **state)
         snprintf(rid, sizeof rid, "\"p%d\"", (int)id);
         assert_int_equal(submit(s, id, rid, P1, NULL), STORE_OK);
     }
-    store_update(s, 1, STATE_SUCCEEDED, 1, 0, NULL, NULL);
-    store_update(s, 2, STATE_CANCELLED, 0, 0, NULL, NULL);
+    UPDATE(s, 1, STATE_SUCCEEDED, 1, 0, NULL, NULL, 0);
+    UPDATE(s, 2, STATE_CANCELLED, 0, 0, NULL, NULL, 0);
     usleep(5000); /* past the 1 ms purge interval of this test's store */
     struct answer a = get(s, 1); /* any batch runs the purge */
     answer_free(&a);

@@ -767,9 +767,10 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     }
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
-    char pragma[160];
+    char pragma[200];
     snprintf(pragma, sizeof pragma,
-             "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;",
+             "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;"
+             " PRAGMA cache_size=-65536;",
              s->memory ? "MEMORY" : "WAL", s->memory ? "OFF" : cfg->sync);
     if (exec(s->db, pragma, why, sizeof why) || migrate(s->db, why, sizeof why) ||
         prepare_all(s, why, sizeof why))

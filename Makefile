@@ -5,7 +5,7 @@
 #   make SANITIZE=1 ...   the same with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 
 CC ?= cc
-PKGS := libuv jansson libcurl sqlite3
+PKGS := libuv jansson libcurl sqlite3 libcrypto
 ifeq ($(SANITIZE),1)
 BUILD := build-asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -66,6 +66,11 @@ static const struct opt table[] = {
      1, 10000, "N", "callback attempts in all before a task fails (default 30)"},
     {"retry-max-age", "EXCHANGED_RETRY_MAX_AGE", OPT_SECONDS, &cfg_tmp.retry_max_age_ms, 1000,
      S(30 * 86400), "SECONDS", "a task older than this fails instead of retrying (default 86400)"},
+    {"api-token", "EXCHANGED_API_TOKEN", OPT_STR, &cfg_tmp.api_token, 0, 0, "TOKEN",
+     "when set, every /api/... route needs 'Authorization: Bearer TOKEN' (default: none)"},
+    {"callback-hmac-key", "EXCHANGED_CALLBACK_HMAC_KEY", OPT_STR, &cfg_tmp.callback_hmac_key, 0,
+     0, "KEY", "when set, callbacks carry X-Signature: sha256=HMAC-SHA256(KEY, body) in hex "
+     "(default: none)"},
     {"log-level", "EXCHANGED_LOG_LEVEL", OPT_STR, &cfg_tmp.log_level, 0, 0, "LEVEL",
      "debug, info, warn or error (default info)"},
     {0},

@@ -36,6 +36,8 @@ struct config {
     uint64_t retry_base_ms, retry_cap_ms, retry_max_age_ms;
     int retry_max_attempts;
     const char *log_level;
+    const char *api_token;        /* NULL: no authentication */
+    const char *callback_hmac_key; /* NULL: callbacks are not signed */
 };
 
 /* Returns 0 when c is ready, 1 when --help/--version was printed (exit 0),

@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,18 +68,25 @@ static void on_server_drained(void *arg)
     struct worker *w = arg;
     w->server = NULL;
     w->server_drained = 1;
+    log_debug("event=shutdown_server_drained worker=%d", w->id);
 }
 
 static void on_runner_closed(void *arg)
 {
     struct worker *w = arg;
     w->runner = NULL;
+    log_debug("event=shutdown_runner_closed worker=%d", w->id);
 }
 
 static void on_drain_poll(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    int over = util_now_ms() - w->stop_started_ms >= w->cfg->shutdown_grace_ms;
+    uint64_t waited = util_now_ms() - w->stop_started_ms;
+    int over = waited >= w->cfg->shutdown_grace_ms;
+    if (waited >= 2000 && waited % 1000 < DRAIN_POLL_MS)
+        log_info("event=shutdown_waiting worker=%d server_drained=%d runner_closed=%d "
+                 "store_answers_pending=%" PRIu64,
+                 w->id, w->server_drained, w->runner == NULL, store_inbox_pending(w->inbox));
     if (!w->server_drained && over) {
         log_warn("event=shutdown_grace_over worker=%d: closing the connections left", w->id);
         http_server_abort(w->server);
@@ -136,8 +144,8 @@ int worker_set_prepare(struct worker_set *s)
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
         w->inbox = store_inbox_new(s->store, &w->loop);
-        struct delivery_config dc = {url, cfg->callbacks_in_flight,
-                                     cfg->callback_connect_timeout_ms, cfg->callback_timeout_ms};
+        struct delivery_config dc = {url, cfg->callbacks_in_flight, cfg->callback_connect_timeout_ms,
+                                     cfg->callback_timeout_ms, cfg->callback_hmac_key};
         struct runner_config rc = {
             &w->runner_counters, cfg->latency_ms[0], cfg->latency_ms[1], cfg->sync_latency_ms,
             cfg->secret_token,   cfg->bill_log,      w->id,             s->store,
@@ -146,7 +154,7 @@ int worker_set_prepare(struct worker_set *s)
         w->runner = runner_new(&w->loop, &rc, delivery_new(&w->loop, &dc));
         struct http_server_config sc = {&w->http_counters, api_routes, w, cfg->max_body, per_worker,
                                         cfg->header_timeout_ms, cfg->body_timeout_ms,
-                                        cfg->idle_timeout_ms};
+                                        cfg->idle_timeout_ms, cfg->api_token};
         int err = 0;
         w->server = http_server_new(&w->loop, w->listen_fd, &sc, &err);
         if (!w->server)

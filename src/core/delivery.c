@@ -1,6 +1,8 @@
 #include "delivery.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,7 @@ struct xfer {
     struct job *job;
     char answer[LIMIT_PEER_BODY_KEEP + 1];
     char errbuf[CURL_ERROR_SIZE];
+    struct curl_slist *signed_headers; /* the shared headers + X-Signature, or NULL */
     size_t answer_len;
     struct xfer *next_free;      /* in the free list */
     struct xfer *prev, *next;    /* in the running list */
@@ -43,6 +46,7 @@ struct delivery {
     uv_timer_t timer;
     struct curl_slist *headers;
     char *url;
+    char *hmac_key;
     int max_in_flight;
     int in_flight;
     uint64_t connect_timeout_ms, timeout_ms;
@@ -303,6 +307,15 @@ static void start_queued(struct delivery *d)
         struct xfer *x = xfer_get(d);
         x->job = job;
         x->errbuf[0] = '\0';
+        if (d->hmac_key) {
+            char sig[96] = "X-Signature: ";
+            delivery_signature(d->hmac_key, job->body, job->len, sig + strlen(sig));
+            curl_slist_free_all(x->signed_headers);
+            x->signed_headers = curl_slist_append(NULL, "Content-Type: application/json");
+            x->signed_headers = curl_slist_append(x->signed_headers, "Expect:");
+            x->signed_headers = curl_slist_append(x->signed_headers, sig);
+            curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->signed_headers);
+        }
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, job->body);
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->len);
         d->in_flight++;
@@ -322,6 +335,7 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
     struct delivery *d = xcalloc(1, sizeof *d);
     d->loop = loop;
     d->url = xstrndup(cfg->url, strlen(cfg->url));
+    d->hmac_key = cfg->hmac_key ? xstrndup(cfg->hmac_key, strlen(cfg->hmac_key)) : NULL;
     d->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : 1;
     d->connect_timeout_ms = cfg->connect_timeout_ms;
     d->timeout_ms = cfg->timeout_ms;
@@ -387,6 +401,7 @@ static void maybe_closed(struct delivery *d)
     d->closed = NULL;
     free(d->socks);
     free(d->url);
+    free(d->hmac_key);
     free(d);
     cb(arg);
 }
@@ -418,6 +433,7 @@ void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
         struct xfer *x = d->free_xfers;
         d->free_xfers = x->next_free;
         curl_easy_cleanup(x->easy);
+        curl_slist_free_all(x->signed_headers);
         free(x);
     }
     curl_slist_free_all(d->headers);
@@ -425,4 +441,18 @@ void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
     d->closed_arg = arg;
     uv_timer_stop(&d->timer);
     uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+}
+
+void delivery_signature(const char *key, const char *body, size_t len, char *out)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)body, len, mac, &n);
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "sha256=", 7);
+    for (unsigned int i = 0; i < n; i++) {
+        out[7 + 2 * i] = hex[mac[i] >> 4];
+        out[8 + 2 * i] = hex[mac[i] & 15];
+    }
+    out[7 + 2 * n] = '\0';
 }

@@ -9,6 +9,10 @@
  * callbacks): a socket is closed only after its uv_poll_t is closed, so
  * libuv never watches a descriptor curl already closed (curl #14976).
  *
+ * With an HMAC key, each PUT carries "X-Signature: sha256=<hex>", the
+ * HMAC-SHA256 of the body under the key, so the main service can check
+ * that the callback came from us and was not altered.
+ *
  * One attempt per delivery_send; the caller decides about retries.
  * Not thread-safe: everything on the owning loop's thread.
  */
@@ -26,6 +30,7 @@ struct delivery_config {
     int max_in_flight;
     uint64_t connect_timeout_ms;
     uint64_t timeout_ms;
+    const char *hmac_key;       /* not NULL: sign each body (X-Signature); copied */
 };
 
 struct delivery_result {
@@ -43,6 +48,8 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
 /* Queues one PUT of body (len bytes; ownership passes to delivery, which
  * frees it). done runs when it has succeeded or failed. */
 void delivery_send(struct delivery *d, char *body, size_t len, delivery_done_cb done, void *arg);
+/* "sha256=" + the hex HMAC-SHA256 of body under key, into out (>= 72 bytes). */
+void delivery_signature(const char *key, const char *body, size_t len, char *out);
 /* Transfers queued or running. */
 size_t delivery_pending(const struct delivery *d);
 /* Aborts what is queued or running (their done callbacks run with

@@ -716,6 +716,24 @@ static int content_type_is_json(const char *ct)
     return n > 5 && !strcasecmp(t + n - 5, "+json") && strchr(t, '/');
 }
 
+/* 1 when the Authorization header is "Bearer <token>"; compared in
+ * constant time (only the length of the token can be learned). */
+static int bearer_ok(const char *token, const char *header)
+{
+    if (strncasecmp(header, "Bearer ", 7) != 0)
+        return 0;
+    const char *given = header + 7;
+    while (*given == ' ')
+        given++;
+    size_t n = strlen(token), m = strlen(given);
+    while (m && (given[m - 1] == ' ' || given[m - 1] == '\t'))
+        m--;
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(token[i] ^ (i < m ? given[i] : 0));
+    return diff == 0;
+}
+
 static int on_message_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
@@ -749,7 +767,10 @@ static int on_message_complete(http_parser *p)
 
     struct route_match m;
     int rc = router_match(srv->cfg.routes, p->method, req.path, req.path_len, &m);
-    if (rc == -404) {
+    if (srv->cfg.api_token && req.path_len >= 5 && !memcmp(req.path, "/api/", 5) &&
+        !bearer_ok(srv->cfg.api_token, c->authorization)) {
+        http_reply_detail(x, 401, "Not authenticated", "www-authenticate: Bearer\r\n");
+    } else if (rc == -404) {
         http_reply_detail(x, 404, "Not Found", NULL);
     } else if (rc == -405) {
         char allow[128];

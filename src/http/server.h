@@ -70,6 +70,8 @@ struct http_server_config {
     uint64_t header_timeout_ms; /* request start -> headers complete; then 408 */
     uint64_t body_timeout_ms;   /* headers complete -> body complete; then 408 */
     uint64_t idle_timeout_ms;   /* keep-alive idle; then close */
+    const char *api_token;      /* when set, every /api/... path needs "Authorization:
+                                   Bearer <token>", else 401 with WWW-Authenticate */
 };
 
 /* Makes a server that serves the listening socket fd (already bound and

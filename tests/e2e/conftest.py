@@ -91,7 +91,7 @@ class Proc:
     def url(self, path=""):
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def stop(self, sig=signal.SIGTERM, timeout=15):
+    def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.p.poll() is None:
             self.p.send_signal(sig)
         try:
@@ -99,7 +99,7 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
-            raise
+            raise AssertionError("did not stop; its last log lines:\n" + self.err.text()[-3000:])
         self.err.thread.join(5)
         report = self.err.text()
         assert "Sanitizer" not in report and "runtime error" not in report, report[-4000:]

@@ -69,7 +69,7 @@ static struct delivery *make(uv_loop_t *loop, int port, const char *path, int ma
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    struct delivery_config cfg = {url, max, 2000, 5000};
+    struct delivery_config cfg = {url, max, 2000, 5000, NULL};
     return delivery_new(loop, &cfg);
 }
 
@@ -137,11 +137,21 @@ static void test_close_aborts_queued(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void test_signature(void **state)
+{
+    (void)state;
+    char sig[80];
+    /* RFC 4231, test case 2 */
+    delivery_signature("Jefe", "what do ya want for nothing?", 28, sig);
+    assert_string_equal(sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_outcomes),
-                                       cmocka_unit_test(test_close_aborts_queued)};
+                                       cmocka_unit_test(test_close_aborts_queued),
+                                       cmocka_unit_test(test_signature)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
     return rc;

@@ -3,6 +3,7 @@
 #   make run      install missing Debian packages, build, run the service (+ stand-in main service)
 #   make test     install missing Debian packages, build, run every test
 #   make SANITIZE=1 ...   the same with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   make fuzz-run [FUZZ_SECONDS=60]   build the libFuzzer targets (clang, build-fuzz/) and run each
 
 CC ?= cc
 PKGS := libuv jansson libcurl sqlite3 libcrypto
@@ -35,12 +36,14 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 EXCHANGED_OBJ := $(EXCHANGED_SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
+FUZZ_TARGETS := http payload opts
+REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit e2e clean
+.PHONY: all deps run test unit e2e clean fuzz fuzz-run
 .SECONDARY:
-all: $(BUILD)/exchanged $(BUILD)/exchanged-main $(UNIT_BIN)
+all: $(BUILD)/exchanged $(BUILD)/exchanged-main $(UNIT_BIN) $(REPLAY_BIN)
 
 deps:
 	@scripts/deps.sh
@@ -64,12 +67,43 @@ $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 
+# fuzz targets replayed over their corpus and regressions (gcc; sanitizers with SANITIZE=1)
+$(BUILD)/fuzz/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(BUILD)/libexchange.a
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+
+# libFuzzer builds (clang)
+FUZZ_CC := clang
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_SECONDS ?= 60
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build-fuzz/fuzz_%: build-fuzz/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ \
+	    $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
+fuzz: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+fuzz-run: fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build-fuzz/work-$$t; \
+	    echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	    build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+	        -rss_limit_mb=2048 -dict=fuzz/$$t.dict -artifact_prefix=build-fuzz/crash-$$t- \
+	        -print_final_stats=1 build-fuzz/work-$$t fuzz/corpus/$$t 2>build-fuzz/fuzz_$$t.log \
+	        || { tail -50 build-fuzz/fuzz_$$t.log; exit 1; }; \
+	    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build-fuzz/fuzz_$$t.log; \
+	    echo "corpus: $$(ls build-fuzz/work-$$t | wc -l) inputs"; \
+	done
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run.sh
 
 unit: all
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; (cd tests/unit && ../../$$t) || exit 1; done
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== replay fuzz_$$t"; \
+	    $(BUILD)/fuzz/replay_$$t fuzz/corpus/$$t fuzz/regression/$$t; done
 
 e2e: all
 	EXCHANGED_BUILD=$(BUILD) $(PYTEST) -q tests/e2e
@@ -79,6 +113,6 @@ test: deps
 	@$(MAKE) --no-print-directory e2e SANITIZE=$(SANITIZE)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

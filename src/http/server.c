@@ -908,12 +908,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* ---- accepting ---- */
 
-static void server_accept(struct http_server *srv)
+/* Makes a connection of fd (open == 1: an already connected socket) or of
+ * the next connection waiting on the listener. Returns 0 or a libuv error. */
+static int conn_start(struct http_server *srv, int fd)
 {
-    if (srv->nconns >= srv->cfg.max_connections) {
-        srv->accept_paused = 1; /* libuv stops polling the listener until we accept */
-        return;
-    }
     struct http_conn *c = xcalloc(1, sizeof *c);
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
@@ -921,13 +919,15 @@ static void server_accept(struct http_server *srv)
     c->timer.data = c;
     c->handles_open = 2;
     c->srv = srv;
-    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) != 0) {
+    int rc = fd >= 0 ? uv_tcp_open(&c->tcp, fd)
+                     : uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp);
+    if (rc != 0) {
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-        return;
+        return rc;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->tcp, 1); /* fails harmlessly on a non-TCP socket */
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     buf_init(&c->url);
@@ -942,6 +942,21 @@ static void server_accept(struct http_server *srv)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     c->reading = 1;
     arm_idle(c);
+    return 0;
+}
+
+static void server_accept(struct http_server *srv)
+{
+    if (srv->nconns >= srv->cfg.max_connections) {
+        srv->accept_paused = 1; /* libuv stops polling the listener until we accept */
+        return;
+    }
+    conn_start(srv, -1);
+}
+
+int http_server_adopt(struct http_server *srv, int fd)
+{
+    return conn_start(srv, fd);
 }
 
 static void on_connection(uv_stream_t *listener, int status)

@@ -80,6 +80,11 @@ struct http_server_config {
 struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_server_config *cfg,
                                     int *err);
 
+/* Serves an already connected stream socket (e.g. one end of a
+ * socketpair, for tests and fuzzing) as one connection; takes ownership of
+ * fd. Returns 0 or a libuv error. */
+int http_server_adopt(struct http_server *srv, int fd);
+
 /* Stops accepting; idle connections close now, the others after the
  * answers under way are written. drained_cb runs once when no connection
  * is left; the server is freed after it returns. */

@@ -3,6 +3,7 @@
 #   make run      install missing Debian packages, build, run the service (+ stand-in main service)
 #   make test     install missing Debian packages, build, run every test
 #   make SANITIZE=1 ...   the same with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   make bench    install the benchmark's packages, build, run bench/bench.py (docs/PERFORMANCE.md)
 #   make fuzz-run [FUZZ_SECONDS=60]   build the libFuzzer targets (clang, build-fuzz/) and run each
 
 CC ?= cc
@@ -41,9 +42,9 @@ REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit e2e clean fuzz fuzz-run
+.PHONY: all deps run test unit e2e clean fuzz fuzz-run bench bench-smoke
 .SECONDARY:
-all: $(BUILD)/exchanged $(BUILD)/exchanged-main $(UNIT_BIN) $(REPLAY_BIN)
+all: $(BUILD)/exchanged $(BUILD)/exchanged-main $(BUILD)/bench/loadgen $(UNIT_BIN) $(REPLAY_BIN)
 
 deps:
 	@scripts/deps.sh
@@ -66,6 +67,18 @@ $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+
+$(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+
+# the benchmark (see docs/PERFORMANCE.md); BENCH_ARGS="--runs 5" etc.
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
+
+bench-smoke: all
+	/usr/bin/python3 bench/bench.py --smoke --out $(BUILD)/bench-smoke.json
 
 # fuzz targets replayed over their corpus and regressions (gcc; sanitizers with SANITIZE=1)
 $(BUILD)/fuzz/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(BUILD)/libexchange.a
@@ -111,6 +124,7 @@ e2e: all
 test: deps
 	@$(MAKE) --no-print-directory unit SANITIZE=$(SANITIZE)
 	@$(MAKE) --no-print-directory e2e SANITIZE=$(SANITIZE)
+	@$(MAKE) --no-print-directory bench-smoke SANITIZE=$(SANITIZE)
 
 clean:
 	rm -rf build build-asan build-fuzz

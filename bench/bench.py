@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""The benchmark: exchanged (SQLite and memory stores) against the seed's FastAPI service and
+the nginx floor, on loopback, every load bounded. Prints one table of medians and the ratios
+between systems measured in this run; writes every raw figure to a JSON file.
+
+  bench/bench.py [--runs 3] [--seconds 10] [--burst 100000] [--inflight 1000000] [--smoke]
+                 [--out build/bench-results.json] [--only accept,burst,inflight,e2e]
+
+--smoke: tiny loads, one run, no Python reference or nginx when missing: proves the scripts
+run and report (the test command runs it); its figures mean nothing.
+Needs: build/exchanged, build/exchanged-main, build/bench/loadgen, wrk; nginx-light and
+python3-fastapi/uvicorn/httpx for the floor and the reference (make bench installs them).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, os.environ.get("EXCHANGED_BUILD", "build"))
+EXCHANGED = os.path.join(BUILD, "exchanged")
+MAIN = os.path.join(BUILD, "exchanged-main")
+LOADGEN = os.path.join(BUILD, "bench", "loadgen")
+LUA = os.path.join(ROOT, "bench", "post.lua")
+REFERENCE = os.path.join(ROOT, "bench", "reference")
+PATH = "/api/exchange_async"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def get_json(url):
+    return json.loads(urllib.request.urlopen(url, timeout=5).read())
+
+
+def proc_status(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])  # KiB
+    except OSError:
+        pass
+    return 0
+
+
+class Service:
+    """A process started by us and stopped by its PID."""
+
+    def __init__(self, argv, url, env=None, cwd=None, log=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        self.log = open(log or os.devnull, "w")
+        self.p = subprocess.Popen(argv, env=e, cwd=cwd, stdout=self.log, stderr=self.log,
+                                  start_new_session=True)
+        wait_http(url)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+
+class Receiver:
+    """The stand-in main service, counting distinct request_ids."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.svc = Service([MAIN, "--port", str(self.port), "--quiet", "--workers", "2"],
+                           f"http://127.0.0.1:{self.port}/", log=os.path.join(tmp, "main.log"))
+
+    def stats(self):
+        return get_json(f"http://127.0.0.1:{self.port}/api/stats")
+
+    def wait_settled(self, target, timeout, quiet=2.0):
+        """Waits until target distinct ids arrived, or nothing new came for `quiet` s."""
+        t0 = time.monotonic()
+        last, last_change = -1, t0
+        while True:
+            st = self.stats()
+            now = time.monotonic()
+            if st["distinct"] != last:
+                last, last_change = st["distinct"], now
+            if st["distinct"] >= target or now - last_change > quiet or now - t0 > timeout:
+                return st, last_change - t0
+
+    def stop(self):
+        self.svc.stop()
+
+
+def wrk(url, seconds, conns, prefix):
+    threads = min(2, conns)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency",
+                          "-s", LUA, url], capture_output=True, text=True,
+                         env=dict(os.environ, BENCH_PREFIX=prefix), timeout=seconds + 60).stdout
+    m = re.search(r"RESULT (.*)", out)
+    if not m:
+        raise RuntimeError("wrk printed no result:\n" + out)
+    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
+def loadgen(port, n, conc, prefix):
+    out = subprocess.run([LOADGEN, "127.0.0.1", str(port), PATH, str(n), str(conc), prefix],
+                         capture_output=True, text=True, timeout=3600).stdout
+    m = re.search(r"RESULT (.*)", out)
+    if not m:
+        raise RuntimeError("loadgen printed no result:\n" + out)
+    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
+# ---- the systems ----
+
+def start_exchanged(store, tmp, recv, latency="1-3", tag="x"):
+    port = free_port()
+    spec = f"sqlite:{tmp}/bench-{tag}-{time.monotonic_ns()}.db" if store == "sqlite" else "memory"
+    svc = Service([EXCHANGED, "--port", str(port), "--store", spec, "--latency", latency,
+                   "--bill-log", "0", "--log-level", "warn", "--max-active-tasks", "5000000",
+                   "--main-service-url", f"http://127.0.0.1:{recv.port}"],
+                  f"http://127.0.0.1:{port}/", log=os.path.join(tmp, f"exchanged-{tag}.log"))
+    return svc, port
+
+
+def start_reference(tmp, recv, latency="1-3"):
+    port = free_port()
+    lo, hi = latency.split("-")
+    svc = Service(["/usr/bin/python3", "-m", "uvicorn", "app:app", "--port", str(port),
+                   "--log-level", "warning", "--no-access-log"], f"http://127.0.0.1:{port}/",
+                  env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{recv.port}", "LATENCY_MIN": lo,
+                       "LATENCY_MAX": hi, "PYTHONUNBUFFERED": "1"},
+                  cwd=REFERENCE, log=os.path.join(tmp, "reference.log"))
+    return svc, port
+
+
+def start_floor(tmp):
+    port = free_port()
+    d = os.path.join(tmp, "nginx")
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  keepalive_requests 10000000;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{ default_type application/json; return 200 '{{"status":"ok"}}'; }}
+  }}
+}}
+""")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    svc = Service([nginx, "-p", d, "-c", conf], f"http://127.0.0.1:{port}/",
+                  log=os.path.join(tmp, "nginx.log"))
+    return svc, port
+
+
+def have_reference():
+    try:
+        subprocess.run(["/usr/bin/python3", "-c", "import fastapi, uvicorn, httpx"], check=True,
+                       capture_output=True)
+        return True
+    except Exception:
+        return False
+
+
+# ---- the measurements ----
+
+def m_accept(system, start, recv, a, conns, results):
+    runs = []
+    for r in range(a.runs):
+        svc, port = start()
+        try:
+            before = recv.stats()["distinct"]
+            w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, f"acc-{system}-{conns}-{r}")
+            accepted = w["requests"] - w["non2xx"]
+            st, _ = recv.wait_settled(before + accepted, timeout=a.settle)
+            w["callbacks"] = st["distinct"] - before
+            w["lost"] = max(0, accepted - w["callbacks"])
+            runs.append(w)
+        finally:
+            svc.stop()
+    results[f"accept_c{conns}"][system] = runs
+
+
+def m_burst(system, start, recv, n, a, results):
+    runs = []
+    for r in range(a.runs):
+        svc, port = start()
+        try:
+            st0 = recv.stats()
+            t0 = time.monotonic()
+            lg = loadgen(port, n, 256, f"burst-{system}-{r}-{time.monotonic_ns()}")
+            st, _ = recv.wait_settled(st0["distinct"] + lg["ok_2xx"], timeout=a.settle + 120,
+                                      quiet=a.settle)
+            done_s = time.monotonic() - t0
+            lg["all_callbacks_s"] = done_s if st["distinct"] - st0["distinct"] >= lg["ok_2xx"] else None
+            lg["callbacks"] = st["distinct"] - st0["distinct"]
+            lg["lost"] = max(0, lg["ok_2xx"] - lg["callbacks"])
+            lg["duplicates"] = st["duplicates"] - st0["duplicates"]
+            lg["peak_rss_mb"] = proc_status(svc.p.pid, "VmHWM") / 1024
+            runs.append(lg)
+        finally:
+            svc.stop()
+    results["burst"][system] = runs
+
+
+def m_inflight(system, start, n, results):
+    svc, port = start()
+    try:
+        base = proc_status(svc.p.pid, "VmRSS")
+        lg = loadgen(port, n, 256, f"inflight-{time.monotonic_ns()}")
+        rss = proc_status(svc.p.pid, "VmRSS")
+        peak = proc_status(svc.p.pid, "VmHWM")
+        results["inflight"][system] = [{
+            "tasks": lg["ok_2xx"], "rss_mb": rss / 1024, "peak_rss_mb": peak / 1024,
+            "base_rss_mb": base / 1024, "bytes_per_task": (peak - base) * 1024 / max(1, lg["ok_2xx"]),
+            "submit_rps": lg["rps"]}]
+    finally:
+        svc.stop()
+
+
+def m_e2e(system, start, recv, a, results):
+    runs = []
+    for r in range(a.runs):
+        svc, port = start()
+        try:
+            before = recv.stats()["distinct"]
+            t0 = time.monotonic()
+            w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, 64, f"e2e-{system}-{r}")
+            st, last = recv.wait_settled(before + w["requests"] - w["non2xx"], timeout=a.settle)
+            done = st["distinct"] - before
+            runs.append({"completed": done, "completed_per_s": done / max(a.seconds, last),
+                         "accept_rps": w["rps"]})
+        finally:
+            svc.stop()
+    results["e2e"][system] = runs
+
+
+# ---- the report ----
+
+def med(runs, key):
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and digits:
+        return f"{v:,.{digits}f}"
+    return f"{v:,.0f}"
+
+
+def report(results, a):
+    lines = []
+    sysnames = ["sqlite", "memory", "reference", "floor"]
+    label = {"sqlite": "exchanged --store sqlite (FULL)", "memory": "exchanged --store memory",
+             "reference": "seed FastAPI (uvicorn, 1 worker)", "floor": "nginx return 200 (floor)"}
+    for conns in (64, 256):
+        key = f"accept_c{conns}"
+        lines.append(f"\naccept, wrk c={conns} {a.seconds}s, 2-bill body, unique request_ids "
+                     f"(median of {a.runs})")
+        lines.append(f"{'system':34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7} "
+                     f"{'lost cb':>8}")
+        for s in sysnames:
+            runs = results[key].get(s)
+            if runs:
+                lines.append(f"{label[s]:34} {fmt(med(runs, 'rps')):>10} {fmt(med(runs, 'p50_ms'), 2):>8} "
+                             f"{fmt(med(runs, 'p99_ms'), 2):>8} {fmt(med(runs, 'non2xx')):>7} "
+                             f"{fmt(med(runs, 'lost')) if s != 'floor' else '-':>8}")
+        acc = {s: med(results[key][s], "rps") for s in results[key]}
+        ratios = []
+        for s in ("sqlite", "memory"):
+            if s in acc and "floor" in acc and acc["floor"]:
+                ratios.append(f"{s}/floor = {acc[s] / acc['floor']:.2f}")
+            if s in acc and "reference" in acc and acc["reference"]:
+                ratios.append(f"{s}/reference = {acc[s] / acc['reference']:.0f}x")
+        if ratios:
+            lines.append("ratios (same run): " + ", ".join(ratios))
+    if results["burst"]:
+        lines.append(f"\nburst at c=256, latency 1-3 s (median of {a.runs})")
+        lines.append(f"{'system':34} {'N':>8} {'submit s':>9} {'all cb s':>9} {'lost':>6} {'dups':>6} "
+                     f"{'peak RSS MB':>12}")
+        for s in sysnames:
+            runs = results["burst"].get(s)
+            if runs:
+                lines.append(f"{label[s]:34} {fmt(runs[0]['ok_2xx'] + runs[0]['non2xx']):>8} "
+                             f"{fmt(med(runs, 'submit_s'), 2):>9} {fmt(med(runs, 'all_callbacks_s'), 2):>9} "
+                             f"{fmt(med(runs, 'lost')):>6} {fmt(med(runs, 'duplicates')):>6} "
+                             f"{fmt(med(runs, 'peak_rss_mb'), 1):>12}")
+    if results["inflight"]:
+        lines.append("\nin flight: tasks accepted with --latency 600-600 (one run: a memory figure)")
+        for s, runs in results["inflight"].items():
+            r = runs[0]
+            lines.append(f"{label[s]:34} tasks={fmt(r['tasks'])} peak RSS={r['peak_rss_mb']:.1f} MB "
+                         f"-> {r['bytes_per_task']:.0f} bytes/task")
+    if results["e2e"]:
+        lines.append(f"\nend to end, --latency 0-0, wrk c=64 {a.seconds}s (median of {a.runs})")
+        for s, runs in results["e2e"].items():
+            lines.append(f"{label[s]:34} {fmt(med(runs, 'completed_per_s'))} completed tasks/s "
+                         f"(accept {fmt(med(runs, 'accept_rps'))} req/s)")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--burst", type=int, default=100000)
+    ap.add_argument("--burst-reference", type=int, default=2000)
+    ap.add_argument("--inflight", type=int, default=1000000)
+    ap.add_argument("--settle", type=float, default=10.0)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--only", default="accept,burst,inflight,e2e")
+    ap.add_argument("--out", default=os.path.join(BUILD, "bench-results.json"))
+    a = ap.parse_args()
+    if a.smoke:
+        a.runs, a.seconds, a.burst, a.burst_reference, a.inflight, a.settle = 1, 1, 300, 50, 500, 3.0
+    only = set(a.only.split(","))
+    for tool in (EXCHANGED, MAIN, LOADGEN):
+        if not os.path.exists(tool):
+            sys.exit(f"bench: {tool} is missing: run make first")
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk is missing (make bench installs it)")
+    ref_ok = have_reference()
+    floor_ok = bool(shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"))
+    if not a.smoke and not (ref_ok and floor_ok):
+        sys.exit("bench: nginx-light and python3-fastapi/uvicorn/httpx are needed (make bench)")
+    latency_short = "0.2-0.4" if a.smoke else "1-3"
+    results = {"accept_c64": {}, "accept_c256": {}, "burst": {}, "inflight": {}, "e2e": {},
+               "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
+               "args": vars(a)}
+    tmp = tempfile.mkdtemp(prefix="exchanged-bench-")
+    recv = Receiver(tmp)
+    try:
+        systems = {
+            "sqlite": lambda lat=latency_short: start_exchanged("sqlite", tmp, recv, lat, "sqlite"),
+            "memory": lambda lat=latency_short: start_exchanged("memory", tmp, recv, lat, "memory"),
+        }
+        if ref_ok and not a.smoke:
+            systems["reference"] = lambda lat=latency_short: start_reference(tmp, recv, lat)
+        if "accept" in only:
+            for conns in (64, 256):
+                for name, start in systems.items():
+                    m_accept(name, start, recv, a, conns, results)
+                if floor_ok:
+                    runs = []
+                    for r in range(a.runs):
+                        svc, port = start_floor(tmp)
+                        try:
+                            runs.append(wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, "floor"))
+                        finally:
+                            svc.stop()
+                    results[f"accept_c{conns}"]["floor"] = runs
+        if "burst" in only:
+            for name, start in systems.items():
+                n = a.burst_reference if name == "reference" else a.burst
+                m_burst(name, start, recv, n, a, results)
+        if "inflight" in only:
+            for name in ("sqlite", "memory"):
+                m_inflight(name, lambda name=name: start_exchanged(name, tmp, recv, "600-600",
+                                                                   "inflight-" + name),
+                           a.inflight, results)
+        if "e2e" in only:
+            for name in ("sqlite", "memory"):
+                m_e2e(name, lambda name=name: start_exchanged(name, tmp, recv, "0-0", "e2e-" + name),
+                      recv, a, results)
+    finally:
+        recv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    text = report(results, a)
+    print(text)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"\nraw figures: {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -311,7 +311,7 @@ def report(results, a):
         if ratios:
             lines.append("ratios (same run): " + ", ".join(ratios))
     if results["burst"]:
-        lines.append(f"\nburst at c=256, latency 1-3 s (median of {a.runs})")
+        lines.append(f"\nburst at c=256, latency {a.latency} s (median of {a.runs})")
         lines.append(f"{'system':34} {'N':>8} {'submit s':>9} {'all cb s':>9} {'lost':>6} {'dups':>6} "
                      f"{'peak RSS MB':>12}")
         for s in sysnames:
@@ -359,7 +359,7 @@ def main():
     floor_ok = bool(shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"))
     if not a.smoke and not (ref_ok and floor_ok):
         sys.exit("bench: nginx-light and python3-fastapi/uvicorn/httpx are needed (make bench)")
-    latency_short = "0.2-0.4" if a.smoke else "1-3"
+    latency_short = a.latency = "0.2-0.4" if a.smoke else "1-3"
     results = {"accept_c64": {}, "accept_c256": {}, "burst": {}, "inflight": {}, "e2e": {},
                "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
                "args": vars(a)}

@@ -35,6 +35,7 @@ static long nlat;
 static http_parser_settings settings;
 static char rbuf[65536];
 static uint64_t t_start;
+static int stopping; /* no more connections are opened */
 
 static void send_next(struct conn *c);
 static void conn_open(struct conn *c);
@@ -47,7 +48,7 @@ static uint64_t now_us(void)
 static void on_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
-    if (started < total)
+    if (!stopping && started < total)
         conn_open(c); /* replace it */
 }
 
@@ -162,6 +163,7 @@ static void close_all(uv_handle_t *h, void *arg)
 static void on_check(uv_check_t *ck)
 {
     if (done_ok + done_bad >= total || errors > total) {
+        stopping = 1;
         uv_check_stop(ck);
         uv_walk(loop, close_all, NULL);
     }

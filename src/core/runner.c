@@ -191,6 +191,17 @@ static void record(struct task *t, int state, int64_t next_attempt_ms, const cha
     buf_free(&b);
 }
 
+/* A task that ended while a cancel of it was on its way (the callback was
+ * already on the wire): its mark in the cancelled set is not needed. */
+static void task_done(struct task *t)
+{
+    struct runner *r = t->r;
+    if (store_is_cancelled(r->cfg.store, t->id))
+        store_forget_cancelled(r->cfg.store, t->id);
+    ST_SUB(tasks_in_flight);
+    task_free(t);
+}
+
 static void on_delivered(void *arg, const struct delivery_result *res)
 {
     struct task *t = arg;
@@ -208,8 +219,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         log_debug("event=callback_delivered task=%s request_id=%s status=%ld attempts=%u", id,
                   t->ex->request_id, res->http_status, t->attempts);
         record(t, STATE_SUCCEEDED, 0, NULL);
-        ST_SUB(tasks_in_flight);
-        task_free(t);
+        task_done(t);
         return;
     }
     const struct backoff_policy *p = &r->cfg.backoff;
@@ -228,8 +238,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
                  "reason=\"%s\" final=\"%s\"",
                  id, t->ex->request_id, t->attempts, res->http_status, res->error, why);
         record(t, STATE_FAILED, 0, res->error);
-        ST_SUB(tasks_in_flight);
-        task_free(t);
+        task_done(t);
         return;
     }
     log_info("event=callback_retry task=%s request_id=%s attempts=%u status=%ld reason=\"%s\" "

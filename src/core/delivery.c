@@ -436,6 +436,18 @@ void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
         curl_slist_free_all(x->signed_headers);
         free(x);
     }
+    /* libcurl is gone. A socket it did not hand back through close_socket_cb
+     * (seen rarely under load with curl 7.88: a kept-alive connection whose
+     * close skipped the callback) is closed here, so no poll handle outlives
+     * the delivery and the loop can end. */
+    size_t left = 0;
+    for (size_t i = 0; i < d->nsocks; i++)
+        if (d->socks[i]) {
+            left++;
+            close_socket_cb(d, (curl_socket_t)i);
+        }
+    if (left)
+        log_debug("event=delivery_closed_leftover_sockets count=%zu", left);
     curl_slist_free_all(d->headers);
     d->closed = closed;
     d->closed_arg = arg;

@@ -99,7 +99,9 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
-            raise AssertionError("did not stop; its last log lines:\n" + self.err.text()[-3000:])
+            lines = [l for l in self.err.text().splitlines() if "shutdown_waiting" not in l]
+            waits = [l for l in self.err.text().splitlines() if "shutdown_waiting" in l]
+            raise AssertionError("did not stop; its log:\n" + "\n".join(lines[-40:] + waits[-3:]))
         self.err.thread.join(5)
         report = self.err.text()
         assert "Sanitizer" not in report and "runtime error" not in report, report[-4000:]

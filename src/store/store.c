@@ -415,13 +415,16 @@ static void inbox_deliver(struct op *ops)
 {
     while (ops) {
         struct store_inbox *in = ops->inbox;
-        struct op *mine = NULL, **mine_tail = &mine, *rest = NULL, **rest_tail = &rest;
+        struct op *mine = NULL, *mine_last = NULL, *rest = NULL, **rest_tail = &rest;
         for (struct op *op = ops, *next; op; op = next) {
             next = op->next;
             op->next = NULL;
             if (op->inbox == in) {
-                *mine_tail = op;
-                mine_tail = &op->next;
+                if (mine_last)
+                    mine_last->next = op;
+                else
+                    mine = op;
+                mine_last = op;
             } else {
                 *rest_tail = op;
                 rest_tail = &op->next;
@@ -432,7 +435,7 @@ static void inbox_deliver(struct op *ops)
             in->tail->next = mine;
         else
             in->head = mine;
-        in->tail = (struct op *)((char *)mine_tail - offsetof(struct op, next));
+        in->tail = mine_last;
         uv_mutex_unlock(&in->lock);
         uv_async_send(&in->async);
         ops = rest;
@@ -667,27 +670,29 @@ void store_update(struct store *s, const struct store_change *c)
     enqueue(s, op);
 }
 
-void store_get(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb, void *arg)
+static void view_op(struct store *s, enum op_kind kind, struct store_inbox *in, uint64_t id,
+                    store_view_cb cb, void *arg)
 {
-    struct op *op = op_new(OP_GET, in, (void *)cb, arg);
+    struct op *op = op_new(kind, in, (void *)cb, arg);
     op->id = id;
     enqueue(s, op);
+}
+
+void store_get(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb, void *arg)
+{
+    view_op(s, OP_GET, in, id, cb, arg);
 }
 
 void store_cancel(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
                   void *arg)
 {
-    struct op *op = op_new(OP_CANCEL, in, (void *)cb, arg);
-    op->id = id;
-    enqueue(s, op);
+    view_op(s, OP_CANCEL, in, id, cb, arg);
 }
 
 void store_retry(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
                  void *arg)
 {
-    struct op *op = op_new(OP_RETRY, in, (void *)cb, arg);
-    op->id = id;
-    enqueue(s, op);
+    view_op(s, OP_RETRY, in, id, cb, arg);
 }
 
 void store_list(struct store *s, struct store_inbox *in, const struct store_list_query *q,

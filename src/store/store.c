@@ -54,6 +54,9 @@ struct store {
     int memory;
     struct store_config cfg;
     uv_thread_t thread;
+    uv_thread_t checkpointer; /* sqlite: copies the WAL into the database off the writer */
+    sqlite3 *ckpt_db;
+    uv_sem_t ckpt_stop;
     uv_mutex_t lock;
     uv_cond_t cond;
     struct op *head, *tail;
@@ -563,6 +566,19 @@ static void writer_main(void *arg)
     uv_mutex_unlock(&s->lock);
 }
 
+/* The checkpointer: a second connection that copies the WAL into the
+ * database every CHECKPOINT_EVERY_MS (PASSIVE: it never blocks the writer),
+ * so the writer's commits do not stall on a checkpoint of their own. */
+#define CHECKPOINT_EVERY_MS 200
+static void checkpointer_main(void *arg)
+{
+    struct store *s = arg;
+    while (uv_sem_trywait(&s->ckpt_stop) != 0) {
+        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        usleep(CHECKPOINT_EVERY_MS * 1000);
+    }
+}
+
 static void enqueue(struct store *s, struct op *op)
 {
     op->next = NULL;
@@ -794,6 +810,20 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     uv_mutex_init(&s->lock);
     uv_cond_init(&s->cond);
     uv_mutex_init(&s->cancel_lock);
+    if (!s->memory) {
+        /* checkpoints move to their own thread and connection */
+        sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0;", NULL, NULL, NULL);
+        if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK) {
+            snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->ckpt_db));
+            sqlite3_close_v2(s->ckpt_db);
+            s->ckpt_db = NULL;
+            goto fail;
+        }
+        sqlite3_busy_timeout(s->ckpt_db, 5000);
+        uv_sem_init(&s->ckpt_stop, 0);
+        uv_thread_create(&s->checkpointer, checkpointer_main, s);
+    }
     if (uv_thread_create(&s->thread, writer_main, s) != 0) {
         snprintf(why, sizeof why, "cannot start the writer thread");
         goto fail;
@@ -834,6 +864,12 @@ void store_close(struct store *s)
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->lock);
     uv_thread_join(&s->thread);
+    if (s->ckpt_db) {
+        uv_sem_post(&s->ckpt_stop);
+        uv_thread_join(&s->checkpointer);
+        sqlite3_close_v2(s->ckpt_db);
+        uv_sem_destroy(&s->ckpt_stop);
+    }
     sqlite3_stmt **all[] = {&s->st_insert, &s->st_find_active, &s->st_update, &s->st_get,
                             &s->st_cancel, &s->st_retry, &s->st_purge, &s->st_list[0],
                             &s->st_list[1], &s->st_list[2], &s->st_list[3]};

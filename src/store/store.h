@@ -7,7 +7,8 @@
  * is shared by everything that waited for it.
  *
  * Backends (--store):
- *   sqlite:PATH  a file in WAL mode; synchronous FULL by default
+ *   sqlite:PATH  a file in WAL mode; synchronous FULL by default; a second
+ *                connection on its own thread checkpoints the WAL (PASSIVE)
  *   memory       the same schema in SQLite's in-memory database: nothing
  *                survives a restart (for benchmarks and tests)
  *

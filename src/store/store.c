@@ -54,6 +54,7 @@ struct store {
     int memory;
     struct store_config cfg;
     uv_thread_t thread;
+    uv_mutex_t db_lock; /* the connection: the writer's, but for store_recover at start */
     uv_thread_t checkpointer; /* sqlite: copies the WAL into the database off the writer */
     sqlite3 *ckpt_db;
     uv_sem_t ckpt_stop;
@@ -552,6 +553,7 @@ static void writer_main(void *arg)
         atomic_store(&s->stat_queue, 0);
         int stopping = s->stopping;
         uv_mutex_unlock(&s->lock);
+        uv_mutex_lock(&s->db_lock);
         if (ops) {
             run_batch(s, ops);
         } else if (!stopping) {
@@ -559,6 +561,7 @@ static void writer_main(void *arg)
             purge(s);
             sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         }
+        uv_mutex_unlock(&s->db_lock);
         uv_mutex_lock(&s->lock);
         if (stopping && !s->head)
             break;
@@ -808,6 +811,7 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     sqlite3_finalize(st);
     atomic_store(&s->stat_active, s->active);
     uv_mutex_init(&s->lock);
+    uv_mutex_init(&s->db_lock);
     uv_cond_init(&s->cond);
     uv_mutex_init(&s->cancel_lock);
     if (!s->memory) {
@@ -841,10 +845,13 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
 {
     sqlite3_stmt *st;
     uint64_t n = 0;
-    /* the writer is idle at start; this runs before any worker enqueues */
+    /* before any worker enqueues; the lock keeps the writer's idle purge out */
+    uv_mutex_lock(&s->db_lock);
     if (sqlite3_prepare_v2(s->db, "SELECT " VIEW_COLS " FROM tasks WHERE state < 4 ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
+                           -1, &st, NULL) != SQLITE_OK) {
+        uv_mutex_unlock(&s->db_lock);
         return 0;
+    }
     while (sqlite3_step(st) == SQLITE_ROW) {
         struct task_view v;
         memset(&v, 0, sizeof v);
@@ -854,6 +861,7 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
         n++;
     }
     sqlite3_finalize(st);
+    uv_mutex_unlock(&s->db_lock);
     return n;
 }
 
@@ -879,6 +887,7 @@ void store_close(struct store *s)
         sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
     sqlite3_close_v2(s->db);
     uv_mutex_destroy(&s->lock);
+    uv_mutex_destroy(&s->db_lock);
     uv_cond_destroy(&s->cond);
     uv_mutex_destroy(&s->cancel_lock);
     free(s->cancelled);

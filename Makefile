@@ -78,7 +78,7 @@ bench:
 	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
 
 bench-smoke: all
-	/usr/bin/python3 bench/bench.py --smoke --out $(BUILD)/bench-smoke.json
+	EXCHANGED_BUILD=$(BUILD) /usr/bin/python3 bench/bench.py --smoke --out $(BUILD)/bench-smoke.json
 
 # fuzz targets replayed over their corpus and regressions (gcc; sanitizers with SANITIZE=1)
 $(BUILD)/fuzz/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(BUILD)/libexchange.a

@@ -8,8 +8,6 @@
 #include "../worker.h"
 #include "api.h"
 
-#define RETRY_AFTER "retry-after: 1\r\n"
-
 /* Validates the body; on error answers the client and returns NULL. */
 static struct exchange *payload_or_reply(struct http_request *req)
 {
@@ -59,11 +57,11 @@ static void on_submitted(void *arg, int status, uint64_t id)
         http_reply_detail(sb->x, 409, detail, NULL);
         break;
     case STORE_E_FULL:
-        http_reply_detail(sb->x, 503, "Too many tasks in progress; retry later", RETRY_AFTER);
+        http_reply_detail(sb->x, 503, "Too many tasks in progress; retry later", HTTP_RETRY_AFTER);
         break;
     default:
         http_reply_detail(sb->x, 503, "The task store cannot take the request now; retry later",
-                          RETRY_AFTER);
+                          HTTP_RETRY_AFTER);
         break;
     }
     free(sb->ex);
@@ -94,7 +92,7 @@ void api_exchange_sync(struct http_request *req, void *ctx)
         return;
     if (!w->runner) {
         free(ex);
-        http_reply_detail(req->x, 503, "Service shutting down", RETRY_AFTER);
+        http_reply_detail(req->x, 503, "Service shutting down", HTTP_RETRY_AFTER);
         return;
     }
     runner_submit_sync(w->runner, ex, req->x);

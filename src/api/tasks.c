@@ -139,7 +139,7 @@ static void on_view(void *arg, int status, const struct task_view *v)
     else if (status == STORE_E_NOTFOUND)
         http_reply_detail(p->x, 404, "Task not found", NULL);
     else
-        http_reply_detail(p->x, 503, "The task store cannot answer now", "retry-after: 1\r\n");
+        http_reply_detail(p->x, 503, "The task store cannot answer now", HTTP_RETRY_AFTER);
     free(p);
 }
 

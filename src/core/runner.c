@@ -411,7 +411,7 @@ void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_excha
 {
     if (r->closing) {
         free(ex);
-        http_reply_detail(x, 503, "Service shutting down", "retry-after: 1\r\n");
+        http_reply_detail(x, 503, "Service shutting down", HTTP_RETRY_AFTER);
         return;
     }
     struct task *t = task_new(r, ex, TASK_SYNC, 0);
@@ -453,7 +453,7 @@ static void on_delivery_closed(void *arg)
         if (t->kind == TASK_SYNC) {
             dropped_sync++;
             ST_SUB(sync_in_flight);
-            http_reply_detail(t->reply, 503, "Service shutting down", "retry-after: 1\r\n");
+            http_reply_detail(t->reply, 503, "Service shutting down", HTTP_RETRY_AFTER);
         } else {
             left_async++;
             ST_SUB(tasks_in_flight);

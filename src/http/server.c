@@ -66,7 +66,6 @@ struct http_conn {
     char expect[64];
     char authorization[LIMIT_HEADER_VALUE_KEEP + 1];
     size_t value_len;  /* bytes of the current kept value */
-    int value_too_long;
     int content_length_count;
     int transfer_encoding_count;
     struct buf body;
@@ -492,7 +491,6 @@ static void reset_request(struct http_conn *c)
     c->field_too_long = 0;
     c->content_type[0] = c->transfer_encoding[0] = c->expect[0] = c->authorization[0] = '\0';
     c->value_len = 0;
-    c->value_too_long = 0;
     c->content_length_count = 0;
     c->transfer_encoding_count = 0;
     c->error_status = 0;
@@ -618,8 +616,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         else if (!strcasecmp(f, "authorization"))
             c->cur = H_AUTHORIZATION;
         c->value_len = 0;
-        c->value_too_long = 0;
-        size_t cap;
+            size_t cap;
         char *v = kept_value(c, &cap);
         if (v)
             v[0] = '\0';
@@ -631,7 +628,6 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     char *v = kept_value(c, &cap);
     if (v) {
         if (c->value_len + len >= cap) {
-            c->value_too_long = 1;
             if (c->cur == H_TRANSFER_ENCODING || c->cur == H_EXPECT)
                 return stop_parser(c, 400, "Header value too long");
             return 0;

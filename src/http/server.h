@@ -105,6 +105,9 @@ void http_reply_detail(struct http_exchange *x, int status, const char *detail,
 /* 1 when the client that sent the request has gone away. */
 int http_exchange_orphaned(const struct http_exchange *x);
 
+/* The extra header of a 503 that asks the client to come back in a second. */
+#define HTTP_RETRY_AFTER "retry-after: 1\r\n"
+
 /* The reason phrase of a status ("Not Found"); "Unknown" if not known. */
 const char *http_status_text(int status);
 

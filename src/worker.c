@@ -150,7 +150,8 @@ int worker_set_prepare(struct worker_set *s)
             &w->runner_counters, cfg->latency_ms[0], cfg->latency_ms[1], cfg->sync_latency_ms,
             cfg->secret_token,   cfg->bill_log,      w->id,             s->store,
             {cfg->retry_base_ms, cfg->retry_cap_ms, (uint32_t)cfg->retry_max_attempts,
-             cfg->retry_max_age_ms}};
+             cfg->retry_max_age_ms},
+            w->inbox};
         w->runner = runner_new(&w->loop, &rc, delivery_new(&w->loop, &dc));
         struct http_server_config sc = {&w->http_counters, api_routes, w, cfg->max_body, per_worker,
                                         cfg->header_timeout_ms, cfg->body_timeout_ms,

@@ -9,13 +9,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../http/client.h"
 #include "../limits.h"
 #include "../util.h"
 
 struct job {
     struct job *next;
+    struct delivery *d;
     char *body;
     size_t len;
+    char extra[128]; /* header lines for the native client (X-Signature) */
     delivery_done_cb done;
     void *arg;
 };
@@ -42,6 +45,8 @@ struct sock {
 
 struct delivery {
     uv_loop_t *loop;
+    struct http_client *client; /* http:// URLs: our own client; else libcurl */
+    int client_open;
     CURLM *multi;
     uv_timer_t timer;
     struct curl_slist *headers;
@@ -296,6 +301,50 @@ static struct xfer *xfer_get(struct delivery *d)
     return x;
 }
 
+/* One answer of the native client, turned into a delivery result like
+ * curl's path makes it. */
+static void on_client_done(void *arg, const struct http_client_result *cr)
+{
+    struct job *job = arg;
+    struct delivery *d = job->d;
+    struct delivery_result r = {0, cr->status, NULL, -1};
+    char reason[LIMIT_PEER_BODY_KEEP + 64];
+    if (cr->error) {
+        r.http_status = 0;
+        r.error = d->closing ? "shutting down" : cr->error;
+    } else if (cr->status >= 200 && cr->status < 300) {
+        r.ok = 1;
+    } else {
+        int n = snprintf(reason, sizeof reason, "HTTP %d: ", cr->status);
+        for (size_t i = 0; i < cr->body_len && (size_t)n + 1 < sizeof reason; i++) {
+            unsigned char ch = (unsigned char)cr->body[i];
+            reason[n++] = ch < 0x20 ? ' ' : (char)ch; /* one printable line */
+        }
+        reason[n] = '\0';
+        r.error = reason;
+        r.retry_after_s = cr->retry_after_s > 0 ? cr->retry_after_s : -1;
+    }
+    d->in_flight--;
+    job->done(job->arg, &r);
+    free(job->body);
+    free(job);
+    start_queued(d);
+    maybe_closed(d);
+}
+
+static void client_start(struct delivery *d, struct job *job)
+{
+    job->d = d;
+    job->extra[0] = '\0';
+    if (d->hmac_key) {
+        memcpy(job->extra, "X-Signature: ", 13);
+        delivery_signature(d->hmac_key, job->body, job->len, job->extra + 13);
+        strcat(job->extra, "\r\n");
+    }
+    d->in_flight++;
+    http_client_send(d->client, "PUT", job->extra, job->body, job->len, on_client_done, job);
+}
+
 static void start_queued(struct delivery *d)
 {
     while (!d->closing && d->queue_head && d->in_flight < d->max_in_flight) {
@@ -304,6 +353,10 @@ static void start_queued(struct delivery *d)
         if (!d->queue_head)
             d->queue_tail = NULL;
         d->queued--;
+        if (d->client) {
+            client_start(d, job);
+            continue;
+        }
         struct xfer *x = xfer_get(d);
         x->job = job;
         x->errbuf[0] = '\0';
@@ -339,6 +392,15 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
     d->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : 1;
     d->connect_timeout_ms = cfg->connect_timeout_ms;
     d->timeout_ms = cfg->timeout_ms;
+    uv_timer_init(loop, &d->timer);
+    d->timer.data = d;
+    struct http_client_config cc = {cfg->url, cfg->connect_timeout_ms, cfg->timeout_ms,
+                                    d->max_in_flight + 4};
+    d->client = http_client_new(loop, &cc);
+    if (d->client) {
+        d->client_open = 1;
+        return d;
+    }
     d->headers = curl_slist_append(NULL, "Content-Type: application/json");
     d->headers = curl_slist_append(d->headers, "Expect:"); /* no 100-continue round trip */
     d->multi = curl_multi_init();
@@ -351,8 +413,6 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
     curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
     curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->max_in_flight + 4);
-    uv_timer_init(loop, &d->timer);
-    d->timer.data = d;
     return d;
 }
 
@@ -394,7 +454,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void maybe_closed(struct delivery *d)
 {
-    if (!d->closing || d->open_polls > 0 || d->timer.data != NULL || !d->closed)
+    if (!d->closing || d->open_polls > 0 || d->timer.data != NULL || d->client_open || !d->closed)
         return;
     void (*cb)(void *) = d->closed;
     void *arg = d->closed_arg;
@@ -404,6 +464,13 @@ static void maybe_closed(struct delivery *d)
     free(d->hmac_key);
     free(d);
     cb(arg);
+}
+
+static void on_client_closed(void *arg)
+{
+    struct delivery *d = arg;
+    d->client_open = 0;
+    maybe_closed(d);
 }
 
 void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
@@ -420,6 +487,17 @@ void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
     }
     d->queue_tail = NULL;
     d->queued = 0;
+    d->closed = closed;
+    d->closed_arg = arg;
+    if (d->client) {
+        /* running requests end with "shutting down"; then on_client_closed */
+        struct http_client *c = d->client;
+        d->client = NULL;
+        http_client_close(c, on_client_closed, d);
+        uv_timer_stop(&d->timer);
+        uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+        return;
+    }
     /* running transfers end with the same error */
     while (d->running) {
         struct xfer *x = d->running;
@@ -449,8 +527,6 @@ void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
     if (left)
         log_debug("event=delivery_closed_leftover_sockets count=%zu", left);
     curl_slist_free_all(d->headers);
-    d->closed = closed;
-    d->closed_arg = arg;
     uv_timer_stop(&d->timer);
     uv_close((uv_handle_t *)&d->timer, on_timer_closed);
 }

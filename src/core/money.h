@@ -27,6 +27,9 @@ double money_subtotal(double denomination, double count, double rate);
 /* Python repr(x) into out (size >= MONEY_FMT_MAX); returns its length.
  * NaN and infinities print as Python's json.dumps does (NaN, Infinity). */
 size_t money_format_repr(double x, char *out, size_t size);
+/* The same by printf/strtod alone (the reference the fast path is tested
+ * against, and its fallback). */
+size_t money_format_repr_exact(double x, char *out, size_t size);
 /* Python f"{x:.2f}" into out; returns its length. */
 size_t money_format_2f(double x, char *out, size_t size);
 

@@ -187,7 +187,7 @@ static void record(struct task *t, int state, int64_t next_attempt_ms, const cha
         c.delivering_ms = t->delivering_ms;
         t->delivering_ms = 0;
     }
-    store_update(t->r->cfg.store, &c);
+    store_update(t->r->cfg.store, t->r->cfg.inbox, &c);
     buf_free(&b);
 }
 
@@ -396,7 +396,10 @@ char *runner_canonical_payload(const struct exchange *ex)
         money_format_repr(bill->denomination, num, sizeof num);
         buf_append_fmt(&b, "%s{\"denomination_id\":%s,\"denomination\":%s,\"count\":", i ? "," : "",
                        bill->id, num);
-        if (bill->count < 9007199254740992.0)
+        if (bill->count >= 0 && bill->count < 9007199254740992.0 &&
+            bill->count == (double)(uint64_t)bill->count)
+            buf_append_fmt(&b, "%" PRIu64 "}", (uint64_t)bill->count);
+        else if (bill->count < 9007199254740992.0)
             buf_append_fmt(&b, "%.0f}", bill->count);
         else {
             money_format_repr(bill->count, num, sizeof num);

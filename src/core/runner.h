@@ -51,6 +51,7 @@ struct runner_config {
     int worker_id;  /* 0..255, part of task ids */
     struct store *store;
     struct backoff_policy backoff;
+    struct store_inbox *inbox; /* this loop's, for the store's writes; NULL: direct */
 };
 
 /* delivery is used for callbacks; the runner owns it from here on (closes it). */

@@ -447,18 +447,38 @@ static void on_write(uv_write_t *wr, int status)
     arm_idle(c);
 }
 
-/* Writes every built answer at the head of the queue, in order. */
+/* Writes every built answer at the head of the queue, in order. An answer
+ * that the socket takes at once is written with one write() and done with
+ * here: libuv's uv_write would also re-arm the descriptor in epoll (one
+ * epoll_ctl per answer). The rest goes through uv_write. */
 static void conn_flush(struct http_conn *c)
 {
+    int wrote_now = 0;
     while (!c->closing && c->head && c->head->done) {
         struct http_exchange *x = c->head;
         c->head = x->next;
         if (!c->head)
             c->tail = NULL;
         x->next = NULL;
+        uv_buf_t rest = x->out;
+        if (!x->close_after && !c->finishing) {
+            int n = uv_try_write((uv_stream_t *)&c->tcp, &x->out, 1);
+            if (n == (int)x->out.len) {
+                exchange_free(x);
+                wrote_now = 1;
+                continue;
+            }
+            if (n > 0)
+                rest = uv_buf_init(x->out.base + n, (unsigned)(x->out.len - (size_t)n));
+            else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+                exchange_free(x);
+                conn_close(c);
+                return;
+            }
+        }
         x->wr.data = x;
         c->writing++;
-        int rc = uv_write(&x->wr, (uv_stream_t *)&c->tcp, &x->out, 1, on_write);
+        int rc = uv_write(&x->wr, (uv_stream_t *)&c->tcp, &rest, 1, on_write);
         if (rc < 0) {
             c->writing--;
             exchange_free(x);
@@ -475,6 +495,8 @@ static void conn_flush(struct http_conn *c)
             return;
         }
     }
+    if (wrote_now && !c->closing)
+        arm_idle(c);
 }
 
 /* ---- reading and parsing ---- */

@@ -45,8 +45,16 @@ struct store_inbox {
     struct store *store;
     uv_async_t async;
     uv_mutex_t lock;
-    struct op *head, *tail;
+    struct op *head, *tail; /* answers, from the writer */
     _Atomic uint64_t pending;
+    /* operations made on this loop since its last poll: handed to the writer
+     * together, one lock and one wake-up for all, by a check handle (after
+     * the I/O callbacks) and a prepare handle (before the loop blocks) */
+    uv_check_t flush;
+    uv_prepare_t flush_early;
+    struct op *out_head, *out_tail;
+    size_t nout;
+    int closed; /* handles closed, of 3 */
 };
 
 struct store {
@@ -582,20 +590,61 @@ static void checkpointer_main(void *arg)
     }
 }
 
-static void enqueue(struct store *s, struct op *op)
+/* Appends the list first..last (n operations) to the writer's queue. */
+static void enqueue_list(struct store *s, struct op *first, struct op *last, size_t n)
 {
-    op->next = NULL;
     uv_mutex_lock(&s->lock);
     if (s->tail)
-        s->tail->next = op;
+        s->tail->next = first;
     else
-        s->head = op;
-    s->tail = op;
-    s->queued++;
+        s->head = first;
+    s->tail = last;
+    s->queued += n;
     atomic_store(&s->stat_queue, s->queued);
-    if (s->writer_waiting) /* a busy writer takes the queue when its commit ends */
-        uv_cond_signal(&s->cond);
+    int wake = s->writer_waiting; /* a busy writer takes the queue when its commit ends */
+    s->writer_waiting = 0;
     uv_mutex_unlock(&s->lock);
+    if (wake)
+        uv_cond_signal(&s->cond);
+}
+
+static void inbox_flush(struct store_inbox *in)
+{
+    if (!in->out_head)
+        return;
+    struct op *first = in->out_head, *last = in->out_tail;
+    size_t n = in->nout;
+    in->out_head = in->out_tail = NULL;
+    in->nout = 0;
+    enqueue_list(in->store, first, last, n);
+}
+
+static void on_flush(uv_check_t *h)
+{
+    inbox_flush(h->data);
+}
+
+static void on_flush_early(uv_prepare_t *h)
+{
+    inbox_flush(h->data);
+}
+
+/* From a loop with an inbox, the operation waits for the end of the loop's
+ * I/O callbacks, or for the loop to be about to block (see on_flush);
+ * without one it goes to the writer at once. */
+static void enqueue(struct store *s, struct store_inbox *in, struct op *op)
+{
+    op->next = NULL;
+    if (!in) {
+        enqueue_list(s, op, op, 1);
+        return;
+    }
+    if (in->out_tail)
+        in->out_tail->next = op;
+    else
+        in->out_head = op;
+    in->out_tail = op;
+    in->nout++;
 }
 
 /* ---- inboxes (loop threads) ---- */
@@ -634,6 +683,15 @@ struct store_inbox *store_inbox_new(struct store *s, uv_loop_t *loop)
     uv_mutex_init(&in->lock);
     uv_async_init(loop, &in->async, on_inbox);
     in->async.data = in;
+    /* both run at every turn, and neither keeps the loop alive */
+    uv_check_init(loop, &in->flush);
+    in->flush.data = in;
+    uv_check_start(&in->flush, on_flush);
+    uv_unref((uv_handle_t *)&in->flush);
+    uv_prepare_init(loop, &in->flush_early);
+    in->flush_early.data = in;
+    uv_prepare_start(&in->flush_early, on_flush_early);
+    uv_unref((uv_handle_t *)&in->flush_early);
     return in;
 }
 
@@ -645,14 +703,19 @@ uint64_t store_inbox_pending(struct store_inbox *in)
 static void on_inbox_closed(uv_handle_t *h)
 {
     struct store_inbox *in = h->data;
+    if (++in->closed < 3)
+        return;
     uv_mutex_destroy(&in->lock);
     free(in);
 }
 
 void store_inbox_close(struct store_inbox *in)
 {
+    inbox_flush(in);      /* what this loop asked goes to the writer */
     on_inbox(&in->async); /* answers already delivered are not lost */
     uv_close((uv_handle_t *)&in->async, on_inbox_closed);
+    uv_close((uv_handle_t *)&in->flush, on_inbox_closed);
+    uv_close((uv_handle_t *)&in->flush_early, on_inbox_closed);
 }
 
 /* ---- public operations ---- */
@@ -676,10 +739,10 @@ void store_submit(struct store *s, struct store_inbox *in, const struct store_su
     op->id = t->id;
     op->s1 = dup_or_null(t->request_id);
     op->s2 = dup_or_null(t->payload);
-    enqueue(s, op);
+    enqueue(s, in, op);
 }
 
-void store_update(struct store *s, const struct store_change *c)
+void store_update(struct store *s, struct store_inbox *in, const struct store_change *c)
 {
     struct op *op = op_new(OP_UPDATE, NULL, NULL, NULL);
     op->id = c->id;
@@ -689,7 +752,7 @@ void store_update(struct store *s, const struct store_change *c)
     op->delivering_ms = c->delivering_ms;
     op->s1 = dup_or_null(c->last_error);
     op->s2 = dup_or_null(c->breakdown);
-    enqueue(s, op);
+    enqueue(s, in, op);
 }
 
 static void view_op(struct store *s, enum op_kind kind, struct store_inbox *in, uint64_t id,
@@ -697,7 +760,7 @@ static void view_op(struct store *s, enum op_kind kind, struct store_inbox *in, 
 {
     struct op *op = op_new(kind, in, (void *)cb, arg);
     op->id = id;
-    enqueue(s, op);
+    enqueue(s, in, op);
 }
 
 void store_get(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb, void *arg)
@@ -728,7 +791,7 @@ void store_list(struct store *s, struct store_inbox *in, const struct store_list
         op->q.limit = 500;
     op->s1 = dup_or_null(q->request_id);
     op->q.request_id = NULL;
-    enqueue(s, op);
+    enqueue(s, in, op);
 }
 
 int store_is_cancelled(struct store *s, uint64_t id)

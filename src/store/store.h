@@ -101,7 +101,11 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
 void store_close(struct store *s);
 
 /* An inbox delivers results to one loop; make one per loop, close it
- * (on that loop) once no operation of it is outstanding. */
+ * (on that loop) once no operation of it is outstanding. The operations a
+ * loop makes through its inbox reach the writer together, when the turn's
+ * I/O callbacks are done or before the loop blocks (a check and a prepare
+ * handle, unreferenced): one lock and at most one wake-up of the writer
+ * per turn, however many requests it read. */
 struct store_inbox *store_inbox_new(struct store *s, uv_loop_t *loop);
 /* Operations of this inbox whose callback has not run yet (any thread). */
 uint64_t store_inbox_pending(struct store_inbox *in);
@@ -131,8 +135,8 @@ struct store_change {
                                   written with this change (one write instead of two) */
 };
 /* Applied only if the task is not already terminal (a cancel wins).
- * Strings are copied. */
-void store_update(struct store *s, const struct store_change *c);
+ * Strings are copied. in: as for the other operations (no answer comes). */
+void store_update(struct store *s, struct store_inbox *in, const struct store_change *c);
 
 typedef void (*store_view_cb)(void *arg, int status, const struct task_view *v);
 /* Reads one task: STORE_OK with v, or STORE_E_NOTFOUND / STORE_E_IO. */

@@ -38,8 +38,32 @@ static void test_buf(void **state)
     buf_free(&b);
 }
 
+/* A formatted piece larger than the free room is formatted again into the
+ * grown buffer, whole; an empty one leaves the buffer as it was. */
+static void test_fmt_grows(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b);
+    char big[3001];
+    memset(big, 'q', 3000);
+    big[3000] = '\0';
+    for (int i = 0; i < 3; i++) {
+        buf_append_fmt(&b, "<%s>%d", big, i);
+        assert_int_equal(b.len, (size_t)(i + 1) * 3003);
+        assert_int_equal(b.data[b.len - 1], '0' + i);
+        assert_int_equal(b.data[b.len], '\0');
+        assert_int_equal(b.data[(size_t)i * 3003], '<');
+    }
+    size_t len = b.len;
+    buf_append_fmt(&b, "%s", "");
+    assert_int_equal(b.len, len);
+    assert_int_equal(b.data[len], '\0');
+    buf_free(&b);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf), cmocka_unit_test(test_fmt_grows)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,12 +81,69 @@ static void test_round_ties(void **state)
     assert_true(money_round2(10.0 * 5 * 75.5) == 3775.0);
 }
 
+/* The fast paths against the printf/strtod reference, on values shaped
+ * like money (decimals of few digits, their products, near-ties) and on
+ * random bit patterns. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double round2_reference(double x)
+{
+    if (x == 0.0 || !isfinite(x))
+        return x;
+    char tmp[MONEY_FMT_MAX];
+    snprintf(tmp, sizeof tmp, "%.2f", x);
+    return strtod(tmp, NULL);
+}
+
+static double shaped(void)
+{
+    static const double scale[] = {1, 10, 100, 1000, 1e4, 1e6, 1e9};
+    double a = (double)(rnd() % 100000000) / scale[rnd() % 7];
+    switch (rnd() % 6) {
+    case 0: return a;
+    case 1: return a * (double)(rnd() % 1000) * ((double)(rnd() % 100000) / 1000.0);
+    case 2: return -a;
+    case 3: return a + (double)(rnd() % 3 - 1) * 1e-9; /* near a decimal */
+    case 4: return ((double)(rnd() % 2000000) + 0.5) / 100.0; /* near a tie */
+    default: {
+        double d;
+        uint64_t bits = rnd();
+        memcpy(&d, &bits, sizeof d);
+        return d;
+    }
+    }
+}
+
+static void test_fast_paths_match_reference(void **state)
+{
+    (void)state;
+    char fast[MONEY_FMT_MAX], ref[MONEY_FMT_MAX];
+    for (int i = 0; i < 100000; i++) {
+        double x = shaped();
+        money_format_repr(x, fast, sizeof fast);
+        money_format_repr_exact(x, ref, sizeof ref);
+        if (strcmp(fast, ref) != 0)
+            fail_msg("repr(%a): fast %s, reference %s", x, fast, ref);
+        double r = money_round2(x), want = round2_reference(x);
+        if (memcmp(&r, &want, sizeof r) != 0 && !(isnan(r) && isnan(want)))
+            fail_msg("round2(%a): fast %a, reference %a", x, r, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_table),
         cmocka_unit_test(test_repr_shapes),
         cmocka_unit_test(test_round_ties),
+        cmocka_unit_test(test_fast_paths_match_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,7 +65,7 @@ static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t la
     char err[256];
     store = store_open(&sc, err, sizeof err);
     assert_non_null(store);
-    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, 3, store, {1000, 60000, 5, 3600000}};
+    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, 3, store, {1000, 60000, 5, 3600000}, NULL};
     run = runner_new(loop, &rc, dlv);
 }
 

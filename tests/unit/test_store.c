@@ -124,7 +124,7 @@ static uint64_t id_base;
 #define UPDATE(s, id_, state_, att, next, err, bd, dms)                                       \
     do {                                                                                      \
         struct store_change c_ = {(id_), (state_), (att), (next), (err), (bd), (dms)};        \
-        store_update((s), &c_);                                                               \
+        store_update((s), NULL, &c_);                                                               \
     } while (0)
 
 #define P1 "{\"request_id\":\"r1\",\"exchange_rate\":2.0,\"bills\":[]}"

@@ -1,6 +1,7 @@
 /* Fuzz target: payload validation (a request body -> struct exchange or a
  * FastAPI-shaped error), and the canonical payload a valid one is stored as,
- * which must parse back to the same request. */
+ * which must parse back to the same request. Whatever the fast path takes,
+ * the full parser must take the same way (payload_same). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct exchange *ex;
     struct payload_error err;
+    struct exchange *fast, *full;
+    if (payload_parse_fast((const char *)data, size, &fast) == 0) {
+        if (payload_parse_full((const char *)data, size, &full, &err) != 0)
+            abort(); /* the fast path took what the full one refuses */
+        if (!payload_same(fast, full))
+            abort();
+        free(fast);
+        free(full);
+    }
     if (payload_parse((const char *)data, size, &ex, &err) != 0) {
         if (err.status != 400 && err.status != 422)
             abort();

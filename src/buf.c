@@ -76,6 +76,16 @@ void buf_append_fmt(struct buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void buf_append_u64(struct buf *b, uint64_t v)
+{
+    char tmp[20], *p = tmp + sizeof tmp;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 char *buf_steal(struct buf *b, size_t *len)
 {
     if (!b->data) {

@@ -9,6 +9,7 @@
 #define EXCHANGED_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
     char *data; /* NULL until the first append */
@@ -23,6 +24,8 @@ void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *data, size_t n);
 void buf_append_str(struct buf *b, const char *s);
 void buf_append_fmt(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* v in decimal, without printf (hot paths). */
+void buf_append_u64(struct buf *b, uint64_t v);
 /* Hand the bytes to the caller (who frees them); b is left empty. */
 char *buf_steal(struct buf *b, size_t *len);
 

@@ -204,7 +204,314 @@ static void check_bill(const json_t *bill, long i, double rate, int rate_ok, str
         err_add(e, loc, 2, "value_error", "Value error, subtotal is not a finite number");
 }
 
+/* ---- the fast path: the seed's shape, without a tree ---- */
+
+struct scan {
+    const char *p, *end;
+};
+
+static void skip_ws(struct scan *sc)
+{
+    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
+        sc->p++;
+}
+
+static int eat(struct scan *sc, char ch)
+{
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ch) {
+        sc->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string of printable ASCII without escapes; *len excludes the quotes. */
+static int scan_plain_string(struct scan *sc, const char **start, size_t *len)
+{
+    skip_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '"')
+        return -1;
+    const char *q = ++sc->p;
+    while (q < sc->end && *q != '"') {
+        unsigned char ch = (unsigned char)*q;
+        if (ch < 0x20 || ch > 0x7e || ch == '\\')
+            return -1;
+        q++;
+    }
+    if (q >= sc->end)
+        return -1;
+    *start = sc->p;
+    *len = (size_t)(q - sc->p);
+    sc->p = q + 1;
+    return 0;
+}
+
+/* A JSON number by the grammar. *is_int: no fraction and no exponent. */
+static int scan_number(struct scan *sc, const char **start, size_t *len, int *is_int)
+{
+    skip_ws(sc);
+    const char *q = sc->p, *e = sc->end;
+    if (q < e && *q == '-')
+        q++;
+    if (q >= e || *q < '0' || *q > '9')
+        return -1;
+    if (*q == '0')
+        q++;
+    else
+        while (q < e && *q >= '0' && *q <= '9')
+            q++;
+    *is_int = 1;
+    if (q < e && *q == '.') {
+        *is_int = 0;
+        q++;
+        if (q >= e || *q < '0' || *q > '9')
+            return -1;
+        while (q < e && *q >= '0' && *q <= '9')
+            q++;
+    }
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        *is_int = 0;
+        q++;
+        if (q < e && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= e || *q < '0' || *q > '9')
+            return -1;
+        while (q < e && *q >= '0' && *q <= '9')
+            q++;
+    }
+    *start = sc->p;
+    *len = (size_t)(q - sc->p);
+    sc->p = q;
+    return 0;
+}
+
+/* An integer literal of at most 18 digits (jansson's json_int_t holds it). */
+static int small_int(const char *s, size_t len, int64_t *v)
+{
+    int neg = s[0] == '-';
+    if (len - (size_t)neg > 18)
+        return -1;
+    int64_t x = 0;
+    for (size_t i = (size_t)neg; i < len; i++)
+        x = x * 10 + (s[i] - '0');
+    *v = neg ? -x : x;
+    return 0;
+}
+
+/* A number as jansson then number() make it: integers through json_int_t,
+ * reals through strtod (both correctly rounded). -1: not finite, or an
+ * integer too long for this path. */
+static int scan_double(struct scan *sc, double *out, int *is_int, int64_t *ival)
+{
+    const char *t;
+    size_t n;
+    if (scan_number(sc, &t, &n, is_int) != 0)
+        return -1;
+    if (*is_int) {
+        if (small_int(t, n, ival) != 0)
+            return -1;
+        *out = (double)*ival;
+        return 0;
+    }
+    char tmp[64];
+    if (n >= sizeof tmp)
+        return -1;
+    memcpy(tmp, t, n);
+    tmp[n] = '\0';
+    *out = strtod(tmp, NULL);
+    return isfinite(*out) ? 0 : -1;
+}
+
+/* An id (request_id or denomination_id): a non-empty plain string of at
+ * most LIMIT_ID_BYTES, or a non-zero integer; its JSON text, as id_text
+ * writes it, goes to texts with a NUL. */
+static int scan_id(struct scan *sc, struct buf *texts)
+{
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == '"') {
+        const char *t;
+        size_t n;
+        if (scan_plain_string(sc, &t, &n) != 0 || n == 0 || n > LIMIT_ID_BYTES)
+            return -1;
+        buf_append(texts, t - 1, n + 2);
+    } else {
+        const char *t;
+        size_t n;
+        int is_int;
+        int64_t v;
+        if (scan_number(sc, &t, &n, &is_int) != 0 || !is_int || small_int(t, n, &v) != 0 || v == 0)
+            return -1;
+        buf_append(texts, t, n);
+    }
+    buf_append(texts, "", 1);
+    return 0;
+}
+
+struct fast_bill {
+    double den, count;
+};
+
+/* Key names: exactly these, each once, nothing else. */
+static int scan_key(struct scan *sc, const char *const *names, int nnames, unsigned *seen)
+{
+    const char *t;
+    size_t n;
+    if (scan_plain_string(sc, &t, &n) != 0 || !eat(sc, ':'))
+        return -1;
+    for (int i = 0; i < nnames; i++)
+        if (strlen(names[i]) == n && !memcmp(names[i], t, n)) {
+            if (*seen & (1u << i))
+                return -1;
+            *seen |= 1u << i;
+            return i;
+        }
+    return -1;
+}
+
+static int scan_bill(struct scan *sc, struct buf *texts, struct fast_bill *fb)
+{
+    static const char *const names[] = {"denomination_id", "denomination", "count"};
+    unsigned seen = 0;
+    if (!eat(sc, '{'))
+        return -1;
+    for (int k = 0; k < 3; k++) {
+        if (k && !eat(sc, ','))
+            return -1;
+        int is_int;
+        int64_t iv;
+        switch (scan_key(sc, names, 3, &seen)) {
+        case 0:
+            if (scan_id(sc, texts) != 0)
+                return -1;
+            break;
+        case 1:
+            if (scan_double(sc, &fb->den, &is_int, &iv) != 0 || fb->den < 0)
+                return -1;
+            break;
+        case 2:
+            if (scan_double(sc, &fb->count, &is_int, &iv) != 0 || !is_int || iv < 0)
+                return -1;
+            break;
+        default: return -1;
+        }
+    }
+    return eat(sc, '}') ? 0 : -1;
+}
+
+/*
+ * The seed's body in its usual shape: an object with exactly request_id,
+ * exchange_rate and bills, bills objects with exactly denomination_id,
+ * denomination and count, strings of printable ASCII without escapes,
+ * integers of at most 18 digits, counts written as integers, every value
+ * valid. Anything else returns -1 and goes to the full parser, which gives
+ * the same exchange for everything this one takes (the fuzzer checks it)
+ * and the exact errors.
+ */
+int payload_parse_fast(const char *body, size_t len, struct exchange **out)
+{
+    static const char *const names[] = {"request_id", "exchange_rate", "bills"};
+    struct scan sc = {body, body + len};
+    struct buf rid, texts, bills;
+    buf_init(&rid);
+    buf_init(&texts);
+    buf_init(&bills);
+    unsigned seen = 0;
+    double rate = 0;
+    size_t nbills = 0;
+    int rc = -1;
+    if (!eat(&sc, '{'))
+        goto out;
+    for (int k = 0; k < 3; k++) {
+        if (k && !eat(&sc, ','))
+            goto out;
+        int is_int;
+        int64_t iv;
+        switch (scan_key(&sc, names, 3, &seen)) {
+        case 0:
+            if (scan_id(&sc, &rid) != 0)
+                goto out;
+            break;
+        case 1:
+            if (scan_double(&sc, &rate, &is_int, &iv) != 0 || !(rate > 0))
+                goto out;
+            break;
+        case 2:
+            if (!eat(&sc, '['))
+                goto out;
+            do {
+                struct fast_bill fb;
+                if (nbills == LIMIT_BILLS || scan_bill(&sc, &texts, &fb) != 0)
+                    goto out;
+                buf_append(&bills, &fb, sizeof fb);
+                nbills++;
+            } while (eat(&sc, ','));
+            if (!eat(&sc, ']'))
+                goto out;
+            break;
+        default: goto out;
+        }
+    }
+    if (!eat(&sc, '}'))
+        goto out;
+    skip_ws(&sc);
+    if (sc.p != sc.end)
+        goto out;
+    const struct fast_bill *fbs = (const struct fast_bill *)bills.data;
+    for (size_t i = 0; i < nbills; i++)
+        if (!isfinite(money_subtotal(fbs[i].den, fbs[i].count, rate)))
+            goto out;
+    size_t head = sizeof(struct exchange) + nbills * sizeof(struct exchange_bill);
+    struct exchange *x = xmalloc(head + rid.len + texts.len);
+    char *t = (char *)x + head;
+    memcpy(t, rid.data, rid.len);
+    x->request_id = t;
+    t += rid.len;
+    memcpy(t, texts.data, texts.len);
+    x->rate = rate;
+    x->nbills = (uint32_t)nbills;
+    for (size_t i = 0; i < nbills; i++) {
+        struct exchange_bill *b = &x->bills[i];
+        b->denomination = fbs[i].den;
+        b->count = fbs[i].count;
+        b->id = t;
+        t += strlen(t) + 1;
+        b->subtotal = money_round2(money_subtotal(b->denomination, b->count, rate));
+    }
+    *out = x;
+    rc = 0;
+out:
+    buf_free(&rid);
+    buf_free(&texts);
+    buf_free(&bills);
+    return rc;
+}
+
+int payload_same(const struct exchange *a, const struct exchange *b)
+{
+    if (strcmp(a->request_id, b->request_id) || memcmp(&a->rate, &b->rate, sizeof a->rate) ||
+        a->nbills != b->nbills)
+        return 0;
+    for (uint32_t i = 0; i < a->nbills; i++) {
+        const struct exchange_bill *x = &a->bills[i], *y = &b->bills[i];
+        if (strcmp(x->id, y->id) || memcmp(&x->denomination, &y->denomination, sizeof(double)) ||
+            memcmp(&x->count, &y->count, sizeof(double)) ||
+            memcmp(&x->subtotal, &y->subtotal, sizeof(double)))
+            return 0;
+    }
+    return 1;
+}
+
 int payload_parse(const char *body, size_t len, struct exchange **out, struct payload_error *err)
+{
+    memset(err, 0, sizeof *err);
+    if (payload_parse_fast(body, len, out) == 0)
+        return 0;
+    return payload_parse_full(body, len, out, err);
+}
+
+int payload_parse_full(const char *body, size_t len, struct exchange **out,
+                       struct payload_error *err)
 {
     *out = NULL;
     memset(err, 0, sizeof *err);

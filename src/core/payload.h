@@ -54,6 +54,16 @@ struct payload_error {
  * negative value and err filled (caller frees err->body). */
 int payload_parse(const char *body, size_t len, struct exchange **out, struct payload_error *err);
 
+/* The two paths payload_parse takes: _fast reads the seed's usual shape
+ * without building a tree (0 and *out, or -1: "not in my subset", never an
+ * error of its own); _full is jansson and every check above. For every body
+ * _fast takes, _full gives the same exchange (tests and fuzz_payload). */
+int payload_parse_fast(const char *body, size_t len, struct exchange **out);
+int payload_parse_full(const char *body, size_t len, struct exchange **out,
+                       struct payload_error *err);
+/* 1 when a and b hold the same request, bit for bit. */
+int payload_same(const struct exchange *a, const struct exchange *b);
+
 /* Deepest nesting of arrays/objects in a JSON text (strings skipped),
  * stopping early once past limit. */
 int payload_json_depth(const char *s, size_t len, int limit);

@@ -90,7 +90,10 @@ uint64_t runner_new_id(struct runner *r)
 
 void runner_format_id(uint64_t id, char *out)
 {
-    snprintf(out, 17, "%016" PRIx64, id);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, id >>= 4)
+        out[i] = hex[id & 15];
+    out[16] = '\0';
 }
 
 static void on_timer(uv_timer_t *t);
@@ -147,12 +150,13 @@ static void append_breakdown(struct buf *b, const struct exchange *ex, int compa
     for (uint32_t i = 0; i < ex->nbills; i++) {
         const struct exchange_bill *bill = &ex->bills[i];
         money_format_repr(bill->subtotal, num, sizeof num);
-        if (compact)
-            buf_append_fmt(b, "%s{\"denomination_id\":%s,\"subtotal_rub\":%s}", i ? "," : "",
-                           bill->id, num);
-        else
-            buf_append_fmt(b, "%s{\"denomination_id\": %s, \"subtotal_rub\": %s}", i ? ", " : "",
-                           bill->id, num);
+        if (i)
+            buf_append_str(b, compact ? "," : ", ");
+        buf_append_str(b, compact ? "{\"denomination_id\":" : "{\"denomination_id\": ");
+        buf_append_str(b, bill->id);
+        buf_append_str(b, compact ? ",\"subtotal_rub\":" : ", \"subtotal_rub\": ");
+        buf_append_str(b, num);
+        buf_append(b, "}", 1);
     }
     buf_append(b, "]", 1);
 }
@@ -390,16 +394,24 @@ char *runner_canonical_payload(const struct exchange *ex)
     buf_init(&b);
     char num[MONEY_FMT_MAX];
     money_format_repr(ex->rate, num, sizeof num);
-    buf_append_fmt(&b, "{\"request_id\":%s,\"exchange_rate\":%s,\"bills\":[", ex->request_id, num);
+    buf_append_str(&b, "{\"request_id\":");
+    buf_append_str(&b, ex->request_id);
+    buf_append_str(&b, ",\"exchange_rate\":");
+    buf_append_str(&b, num);
+    buf_append_str(&b, ",\"bills\":[");
     for (uint32_t i = 0; i < ex->nbills; i++) {
         const struct exchange_bill *bill = &ex->bills[i];
         money_format_repr(bill->denomination, num, sizeof num);
-        buf_append_fmt(&b, "%s{\"denomination_id\":%s,\"denomination\":%s,\"count\":", i ? "," : "",
-                       bill->id, num);
+        buf_append_str(&b, i ? ",{\"denomination_id\":" : "{\"denomination_id\":");
+        buf_append_str(&b, bill->id);
+        buf_append_str(&b, ",\"denomination\":");
+        buf_append_str(&b, num);
+        buf_append_str(&b, ",\"count\":");
         if (bill->count >= 0 && bill->count < 9007199254740992.0 &&
-            bill->count == (double)(uint64_t)bill->count)
-            buf_append_fmt(&b, "%" PRIu64 "}", (uint64_t)bill->count);
-        else if (bill->count < 9007199254740992.0)
+            bill->count == (double)(uint64_t)bill->count) {
+            buf_append_u64(&b, (uint64_t)bill->count);
+            buf_append(&b, "}", 1);
+        } else if (bill->count < 9007199254740992.0)
             buf_append_fmt(&b, "%.0f}", bill->count);
         else {
             money_format_repr(bill->count, num, sizeof num);

@@ -239,9 +239,15 @@ static void exchange_build(struct http_exchange *x, struct http_server *srv, int
         return;
     }
     buf_reserve(&b, 160 + len + (extra ? strlen(extra) : 0));
-    buf_append_fmt(&b, "HTTP/1.1 %d %s\r\nserver: exchanged\r\n%s", status,
-                   http_status_text(status), date_header(srv));
-    buf_append_fmt(&b, "content-type: application/json\r\ncontent-length: %zu\r\n", len);
+    buf_append_str(&b, "HTTP/1.1 ");
+    buf_append_u64(&b, (uint64_t)status);
+    buf_append(&b, " ", 1);
+    buf_append_str(&b, http_status_text(status));
+    buf_append_str(&b, "\r\nserver: exchanged\r\n");
+    buf_append_str(&b, date_header(srv));
+    buf_append_str(&b, "content-type: application/json\r\ncontent-length: ");
+    buf_append_u64(&b, len);
+    buf_append(&b, "\r\n", 2);
     if (close)
         buf_append_str(&b, "connection: close\r\n");
     else if (x->keep_alive && x->conn && x->conn->parser.http_minor == 0)

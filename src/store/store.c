@@ -278,9 +278,25 @@ static int get_view(struct store *s, uint64_t id, struct op *op)
     return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ? STORE_E_NOTFOUND : STORE_E_IO;
 }
 
+/* "state@ms" into out (n >= 40), without printf (every write makes some). */
 static void history_token(char *out, size_t n, int state, uint64_t now)
 {
-    snprintf(out, n, "%s@%" PRIu64, task_state_name(state), now);
+    const char *name = task_state_name(state);
+    size_t len = strlen(name);
+    char digits[20], *p = digits + sizeof digits;
+    do {
+        *--p = (char)('0' + now % 10);
+        now /= 10;
+    } while (now);
+    size_t nd = (size_t)(digits + sizeof digits - p);
+    if (len + 1 + nd + 1 > n) {
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, name, len);
+    out[len] = '@';
+    memcpy(out + len + 1, p, nd);
+    out[len + 1 + nd] = '\0';
 }
 
 static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
@@ -306,7 +322,10 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
     }
     uint64_t now = wall_ms();
     char hist[96];
-    snprintf(hist, sizeof hist, "queued@%" PRIu64 " running@%" PRIu64, now, now);
+    history_token(hist, 48, STATE_QUEUED, now);
+    size_t hn = strlen(hist);
+    hist[hn++] = ' ';
+    history_token(hist + hn, sizeof hist - hn, STATE_RUNNING, now);
     st = s->st_insert;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)op->id);
     sqlite3_bind_text(st, 2, op->s1, -1, SQLITE_STATIC);
@@ -848,6 +867,9 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
         free(s);
         return NULL;
     }
+    /* No memory statistics: they take a global mutex on every allocation.
+     * Only possible before SQLite starts; a later store_open finds it done. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     int rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     char why[256] = "";
@@ -857,6 +879,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     }
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
+    /* a larger lookaside: most of a statement's small allocations stay off malloc */
+    sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 512, 1024);
     char pragma[200];
     snprintf(pragma, sizeof pragma,
              "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;"

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,76 @@ static void test_ids_echoed(void **state)
     free(ex);
 }
 
+/* The fast path against the full parser: bodies in its shape are taken by
+ * it and give the same exchange; random mutations of them are either
+ * declined by it or agree with the full parser. */
+static void check_same(const char *body, size_t len, int want_fast)
+{
+    struct exchange *fast, *full;
+    struct payload_error err;
+    int f = payload_parse_fast(body, len, &fast);
+    if (want_fast >= 0)
+        assert_int_equal(f, want_fast ? 0 : -1);
+    if (f != 0)
+        return;
+    if (payload_parse_full(body, len, &full, &err) != 0)
+        fail_msg("fast path took what the full parser refuses: %.*s", (int)len, body);
+    if (!payload_same(fast, full))
+        fail_msg("fast and full differ on: %.*s", (int)len, body);
+    free(fast);
+    free(full);
+}
+
+static void test_fast_path_matches_full(void **state)
+{
+    (void)state;
+    static const char *taken[] = {
+        "{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":10.0,\"count\":5}]}",
+        " {\r\n\t\"bills\" : [ {\"count\":3,\"denomination\":2e1,\"denomination_id\":\"x y\"} ,"
+        "{\"denomination_id\":-7,\"denomination\":-0.0,\"count\":-0}],\"exchange_rate\":1E-2,"
+        "\"request_id\":123456789012345678 } ",
+        "{\"request_id\":\"r\",\"exchange_rate\":3,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":0.1,\"count\":999999999999999999}]}",
+    };
+    static const char *declined[] = {
+        "{\"request_id\":\"a\",\"exchange_rate\":75.5,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":10.0,\"count\":5.0}]}", /* an integral float: the full parser's */
+        "{\"request_id\":\"a\\u0041\",\"exchange_rate\":1,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":1,\"count\":1}]}", /* an escape */
+        "{\"request_id\":\"a\",\"exchange_rate\":1,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":1,\"count\":1}],\"x\":1}", /* an unknown field */
+        "{\"request_id\":\"a\",\"request_id\":\"b\",\"exchange_rate\":1,\"bills\":[]}",
+        "{\"request_id\":0,\"exchange_rate\":1,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":1,\"count\":1}]}", /* falsy */
+        "{\"request_id\":\"a\",\"exchange_rate\":1e400,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":1,\"count\":1}]}", /* overflow */
+        "{\"request_id\":\"a\",\"exchange_rate\":1,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":1e308,\"count\":10}]}", /* subtotal not finite */
+        "{\"request_id\":\"a\",\"exchange_rate\":01,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":1,\"count\":1}]}", /* not JSON */
+        "{\"request_id\":\"a\",\"exchange_rate\":1,\"bills\":[{\"denomination_id\":1,"
+        "\"denomination\":1,\"count\":1}]}x",
+    };
+    for (size_t i = 0; i < sizeof taken / sizeof *taken; i++)
+        check_same(taken[i], strlen(taken[i]), 1);
+    for (size_t i = 0; i < sizeof declined / sizeof *declined; i++)
+        check_same(declined[i], strlen(declined[i]), 0);
+    static const char alphabet[] = "0123456789.eE-+\" ,:{}[]\\xu\t";
+    uint64_t r = 88172645463325252ull;
+    char body[512];
+    for (int i = 0; i < 50000; i++) {
+        const char *base = taken[i % 3];
+        size_t n = strlen(base);
+        memcpy(body, base, n);
+        for (int m = 0; m < 1 + i % 3; m++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            body[r % n] = alphabet[(r >> 20) % (sizeof alphabet - 1)];
+        }
+        check_same(body, n, -1);
+    }
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -198,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_bad_table),  cmocka_unit_test(test_seed_example),
         cmocka_unit_test(test_ids_echoed), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_fast_path_matches_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -332,7 +332,33 @@ def report(results, a):
         for s, runs in results["e2e"].items():
             lines.append(f"{label[s]:34} {fmt(med(runs, 'completed_per_s'))} completed tasks/s "
                          f"(accept {fmt(med(runs, 'accept_rps'))} req/s)")
+    us = results["machine"].get("fdatasync_us")
+    if us:
+        lines.append(f"\nfdatasync of a 16 KiB append here: {us:.0f} us (median); with synchronous=FULL "
+                     f"each group commit waits for one, so c clients that each wait for their "
+                     f"answer get at most c / fdatasync: {64 / us * 1e6:,.0f} req/s at c=64, "
+                     f"{256 / us * 1e6:,.0f} at c=256, before any CPU is spent")
     return "\n".join(lines)
+
+
+def fsync_probe(directory, n=200):
+    """Median time of one 16 KiB append + fdatasync in directory (where the database lives):
+    with synchronous=FULL every group commit waits for one, so a closed loop of c clients
+    cannot be acknowledged faster than c / this."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        block = b"\1" * 16384
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            os.pwrite(fd, block, i * len(block))
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(times) * 1e6
 
 
 def main():
@@ -364,6 +390,7 @@ def main():
                "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
                "args": vars(a)}
     tmp = tempfile.mkdtemp(prefix="exchanged-bench-")
+    results["machine"]["fdatasync_us"] = fsync_probe(tmp, 20 if a.smoke else 200)
     recv = Receiver(tmp)
     try:
         systems = {

@@ -396,7 +396,7 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
     d->timer.data = d;
     struct http_client_config cc = {cfg->url, cfg->connect_timeout_ms, cfg->timeout_ms,
                                     d->max_in_flight + 4};
-    d->client = http_client_new(loop, &cc);
+    d->client = cfg->use_curl ? NULL : http_client_new(loop, &cc);
     if (d->client) {
         d->client_open = 1;
         return d;

@@ -31,6 +31,7 @@ struct delivery_config {
     uint64_t connect_timeout_ms;
     uint64_t timeout_ms;
     const char *hmac_key;       /* not NULL: sign each body (X-Signature); copied */
+    int use_curl;               /* 1: libcurl even for an http:// URL (tests of that path) */
 };
 
 struct delivery_result {

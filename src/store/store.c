@@ -75,7 +75,7 @@ struct store {
     uint64_t active; /* writer thread only */
     uint64_t last_purge_ms;
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
-        *st_purge, *st_list[4];
+        *st_purge, *st_list[4], *st_begin, *st_commit;
     _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged;
     _Atomic int fault_full;
     /* ids cancelled by this process, for runners to drop */
@@ -212,6 +212,9 @@ static int prepare_all(struct store *s, char *err, size_t errlen)
     for (int i = 0; i < 4; i++)
         if (prepare(s, &s->st_list[i], list_sql[i], err, errlen))
             return -1;
+    if (prepare(s, &s->st_begin, "BEGIN IMMEDIATE", err, errlen) ||
+        prepare(s, &s->st_commit, "COMMIT", err, errlen))
+        return -1;
     return prepare(s, &s->st_insert,
                    "INSERT INTO tasks (id, request_id, payload, state, created_ms, updated_ms, "
                    "history) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5)",
@@ -499,11 +502,19 @@ static void cancelled_add(struct store *s, uint64_t id)
     uv_mutex_unlock(&s->cancel_lock);
 }
 
+/* BEGIN and COMMIT, prepared once (sqlite3_exec would compile them per batch). */
+static int step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* Runs one batch in one transaction. */
 static void run_batch(struct store *s, struct op *ops)
 {
     int64_t delta = 0;
-    int began = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    int began = step_once(s->st_begin) == SQLITE_OK;
     for (struct op *op = ops; op; op = op->next) {
         if (!began) {
             op->status = STORE_E_IO;
@@ -521,7 +532,7 @@ static void run_batch(struct store *s, struct op *ops)
     if (began) {
         purge(s);
         int rc = atomic_load(&s->fault_full) ? SQLITE_FULL
-                                             : sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+                                             : step_once(s->st_commit);
         if (rc != SQLITE_OK) {
             int ext = rc == SQLITE_FULL ? SQLITE_FULL : sqlite3_extended_errcode(s->db);
             if (ext == SQLITE_IOERR_FSYNC || ext == SQLITE_IOERR_DIR_FSYNC) {
@@ -584,9 +595,10 @@ static void writer_main(void *arg)
         if (ops) {
             run_batch(s, ops);
         } else if (!stopping) {
-            sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-            purge(s);
-            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+            if (step_once(s->st_begin) == SQLITE_OK) {
+                purge(s);
+                step_once(s->st_commit);
+            }
         }
         uv_mutex_unlock(&s->db_lock);
         uv_mutex_lock(&s->lock);
@@ -967,7 +979,8 @@ void store_close(struct store *s)
     }
     sqlite3_stmt **all[] = {&s->st_insert, &s->st_find_active, &s->st_update, &s->st_get,
                             &s->st_cancel, &s->st_retry, &s->st_purge, &s->st_list[0],
-                            &s->st_list[1], &s->st_list[2], &s->st_list[3]};
+                            &s->st_list[1], &s->st_list[2], &s->st_list[3], &s->st_begin,
+                            &s->st_commit};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
     if (!s->memory)

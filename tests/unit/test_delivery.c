@@ -1,6 +1,7 @@
 /* delivery: a 2xx ends well, a 4xx keeps status and body, a refused
- * connection keeps curl's reason, in-flight bound respected, and every
- * handle closes (uv_loop_close == 0). */
+ * connection keeps the reason, in-flight bound respected, and every
+ * handle closes (uv_loop_close == 0); through both transports, our
+ * HTTP client (http://) and libcurl (https://, forced here on http://). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +46,7 @@ struct outcome {
 };
 
 static int remaining;
+static int use_curl;
 static struct http_server *srv;
 static struct delivery *d_ok, *d_bad, *d_refused;
 
@@ -69,7 +71,7 @@ static struct delivery *make(uv_loop_t *loop, int port, const char *path, int ma
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    struct delivery_config cfg = {url, max, 2000, 5000, NULL};
+    struct delivery_config cfg = {url, max, 2000, 5000, NULL, use_curl};
     return delivery_new(loop, &cfg);
 }
 
@@ -78,9 +80,8 @@ static char *dup_str(const char *s)
     return xstrndup(s, strlen(s));
 }
 
-static void test_outcomes(void **state)
+static void outcomes(void)
 {
-    (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
     int port;
@@ -117,9 +118,25 @@ static void test_outcomes(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-static void test_close_aborts_queued(void **state)
+static void test_outcomes_client(void **state)
 {
     (void)state;
+    use_curl = 0;
+    received = 0;
+    outcomes();
+}
+
+static void test_outcomes_curl(void **state)
+{
+    (void)state;
+    use_curl = 1;
+    received = 0;
+    outcomes();
+    use_curl = 0;
+}
+
+static void close_aborts_queued(void)
+{
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct delivery *d = make(&loop, 1, "/", 1);
@@ -137,6 +154,15 @@ static void test_close_aborts_queued(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void test_close_aborts_queued(void **state)
+{
+    (void)state;
+    close_aborts_queued();
+    use_curl = 1;
+    close_aborts_queued();
+    use_curl = 0;
+}
+
 static void test_signature(void **state)
 {
     (void)state;
@@ -149,7 +175,8 @@ static void test_signature(void **state)
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_outcomes),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_outcomes_client),
+                                       cmocka_unit_test(test_outcomes_curl),
                                        cmocka_unit_test(test_close_aborts_queued),
                                        cmocka_unit_test(test_signature)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

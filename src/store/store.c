@@ -73,6 +73,7 @@ struct store {
     int stopping;
     int writer_waiting; /* the writer sleeps on cond: signal it */
     uint64_t active; /* writer thread only */
+    struct op *upd_head, *upd_tail; /* writer thread only: updates not yet written */
     uint64_t last_purge_ms;
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
         *st_purge, *st_list[4], *st_begin, *st_commit;
@@ -573,12 +574,86 @@ static void run_batch(struct store *s, struct op *ops)
     inbox_deliver(answers);
 }
 
+/* State updates written per transaction when nothing else waits. */
+#define UPDATE_SLICE 256
+
+static void append(struct op **head, struct op **tail, struct op *op)
+{
+    op->next = NULL;
+    if (*tail)
+        (*tail)->next = op;
+    else
+        *head = op;
+    *tail = op;
+}
+
+/* What the next transaction runs, from what was just queued (ops, in
+ * order) and the updates held back. Submissions do not wait behind a pile
+ * of updates: nobody waits for an update, and a submission never concerns
+ * a task an update is about (a task starts only after its insert is
+ * committed), so updates go into the writer's own FIFO and are written in
+ * bounded numbers: with the submissions (see take below), or UPDATE_SLICE
+ * at a time when none is waiting. A read or change asked through the API
+ * (get, list, cancel, retry) runs after every update held back, as it
+ * would have in queue order. */
+static struct op *next_work(struct store *s, struct op *ops)
+{
+    struct op *sub = NULL, *sub_tail = NULL, *other = NULL, *other_tail = NULL;
+    size_t nsub = 0;
+    while (ops) {
+        struct op *next = ops->next;
+        if (ops->kind == OP_UPDATE)
+            append(&s->upd_head, &s->upd_tail, ops);
+        else if (ops->kind == OP_SUBMIT) {
+            append(&sub, &sub_tail, ops);
+            nsub++;
+        }
+        else
+            append(&other, &other_tail, ops);
+        ops = next;
+    }
+    if (other) { /* submissions, then every update held back, then the API's ops */
+        struct op *head = sub, *tail = sub_tail;
+        if (s->upd_head) {
+            if (tail)
+                tail->next = s->upd_head;
+            else
+                head = s->upd_head;
+            tail = s->upd_tail;
+            s->upd_head = s->upd_tail = NULL;
+        }
+        if (tail)
+            tail->next = other;
+        else
+            head = other;
+        return head;
+    }
+    /* with submissions, as many held-back updates as there are submissions
+     * (at least UPDATE_SLICE / 4): under a steady load updates are written
+     * as fast as they come, and an acknowledgement waits behind at most as
+     * many of them as there are submissions in its transaction */
+    size_t take = sub ? (nsub > UPDATE_SLICE / 4 ? nsub : UPDATE_SLICE / 4) : UPDATE_SLICE;
+    struct op *upd = s->upd_head, *op = upd;
+    if (upd) {
+        for (size_t n = 1; n < take && op->next; n++)
+            op = op->next;
+        s->upd_head = op->next;
+        if (!s->upd_head)
+            s->upd_tail = NULL;
+        op->next = NULL;
+    }
+    if (!sub)
+        return upd;
+    sub_tail->next = upd;
+    return sub;
+}
+
 static void writer_main(void *arg)
 {
     struct store *s = arg;
     uv_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->head && !s->stopping) {
+        while (!s->head && !s->upd_head && !s->stopping) {
             s->writer_waiting = 1;
             int rc = uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)PURGE_EVERY_MS * 1000000);
             s->writer_waiting = 0;
@@ -592,6 +667,7 @@ static void writer_main(void *arg)
         int stopping = s->stopping;
         uv_mutex_unlock(&s->lock);
         uv_mutex_lock(&s->db_lock);
+        ops = next_work(s, ops);
         if (ops) {
             run_batch(s, ops);
         } else if (!stopping) {
@@ -602,7 +678,7 @@ static void writer_main(void *arg)
         }
         uv_mutex_unlock(&s->db_lock);
         uv_mutex_lock(&s->lock);
-        if (stopping && !s->head)
+        if (stopping && !s->head && !s->upd_head)
             break;
     }
     uv_mutex_unlock(&s->lock);

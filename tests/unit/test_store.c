@@ -287,6 +287,55 @@ static void test_recovery_after_reopen(void **state)
     close_store(s);
 }
 
+/* Operations made in one loop turn reach the writer together (one
+ * transaction); state updates held back behind submissions are all written
+ * before a read that follows them and before the store closes. */
+static void test_batching_and_held_back_updates(void **state)
+{
+    (void)state;
+    unlink(path);
+    enum { N = 1000 };
+    struct store *s = open_store(100000, 86400000);
+    static struct answer a[N];
+    memset(a, 0, sizeof a);
+    char rid[32];
+    struct store_stats before, after;
+    store_stats_read(s, &before);
+    for (int i = 0; i < N; i++) { /* one turn: nothing runs the loop in between */
+        snprintf(rid, sizeof rid, "\"b%d\"", i);
+        struct store_submit t = {ID(1000 + i), rid, P1};
+        store_submit(s, inbox, &t, on_submit, &a[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        wait_for(&a[i]);
+        assert_int_equal(a[i].status, STORE_OK);
+    }
+    store_stats_read(s, &after);
+    assert_int_equal(after.commits - before.commits, 1);
+    /* N updates and one submission in one turn: the submission's transaction
+     * takes some updates, the rest are held back */
+    for (int i = 0; i < N; i++) {
+        struct store_change c = {ID(1000 + i), STATE_SUCCEEDED, 1, 0, NULL, "[]", 1};
+        store_update(s, inbox, &c);
+    }
+    struct answer late = {0};
+    struct store_submit t = {ID(5000), "\"late\"", P1};
+    store_submit(s, inbox, &t, on_submit, &late);
+    wait_for(&late);
+    assert_int_equal(late.status, STORE_OK);
+    close_store(s); /* no read in between: the writer writes what it held back */
+    s = open_store(100000, 86400000);
+    count_recovered = 0;
+    assert_int_equal(store_recover(s, each, NULL), 1); /* only "late" is still active */
+    /* and a read sees the updates queued before it */
+    struct store_change c = {ID(5000), STATE_FAILED, 1, 0, "gone", NULL, 1};
+    store_update(s, inbox, &c);
+    struct answer g = get(s, ID(5000));
+    assert_int_equal(g.v[0].state, STATE_FAILED);
+    answer_free(&g);
+    close_store(s);
+}
+
 static void test_migration_from_v1(void **state)
 {
     (void)state;
@@ -390,6 +439,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submit_and_transitions),
         cmocka_unit_test(test_recovery_after_reopen),
+        cmocka_unit_test(test_batching_and_held_back_updates),
         cmocka_unit_test(test_migration_from_v1),
         cmocka_unit_test(test_purge),
         cmocka_unit_test(test_full_disk_fault),

@@ -3,6 +3,7 @@
 #   make run      install missing Debian packages, build, run the service (+ stand-in main service)
 #   make test     install missing Debian packages, build, run every test
 #   make SANITIZE=1 ...   the same with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   make SANITIZE=thread ...   the same with ThreadSanitizer (build-tsan/)
 #   make bench    install the benchmark's packages, build, run bench/bench.py (docs/PERFORMANCE.md)
 #   make fuzz-run [FUZZ_SECONDS=60]   build the libFuzzer targets (clang, build-fuzz/) and run each
 
@@ -11,6 +12,10 @@ PKGS := libuv jansson libcurl sqlite3 libcrypto
 ifeq ($(SANITIZE),1)
 BUILD := build-asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1 -g
+else ifeq ($(SANITIZE),thread)
+BUILD := build-tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 OPT := -O1 -g
 else
 BUILD := build
@@ -127,6 +132,6 @@ test: deps
 	@$(MAKE) --no-print-directory bench-smoke SANITIZE=$(SANITIZE)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -42,7 +42,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 EXCHANGED_OBJ := $(EXCHANGED_SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
-FUZZ_TARGETS := http payload opts
+FUZZ_TARGETS := http payload opts client
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 
 PYTEST := /usr/bin/python3 -m pytest

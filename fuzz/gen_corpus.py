@@ -69,3 +69,22 @@ values = [(0, b"2"), (0, b"0.5"), (0, b"500ms"), (1, b"1-3"), (1, b"0-0"), (2, b
           (5, b"--num\n8\n--range=1-2\n--flag\n--size\n64k\n--secs=3s\n--name\nx")]
 for i, (sel, v) in enumerate(values):
     write("opts", f"v{i}", bytes([sel]) + v)
+
+# client: one seed byte (the write-split seed), then what a main service answers
+answers = {
+    "ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}",
+    "ok_close": b"HTTP/1.0 200 OK\r\n\r\n{\"ok\": true}",
+    "chunked": b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    "retry_after": b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\nContent-Length: 4\r\n\r\nbusy",
+    "retry_date": b"HTTP/1.1 429 Too Many\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n"
+                  b"Content-Length: 0\r\n\r\n",
+    "continue": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    "redirect": b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere/\r\nContent-Length: 0\r\n\r\n",
+    "big": b"HTTP/1.1 400 Bad Request\r\nContent-Length: 1200\r\n\r\n" + b"x" * 1200,
+    "two": b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "garbage": b"HTP/1.1 200\r\n\r\n",
+    "empty": b"",
+}
+for i, (name, data) in enumerate(answers.items()):
+    write("client", name, bytes([i * 53 % 256]) + data)

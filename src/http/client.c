@@ -280,6 +280,12 @@ static void answer_reset(struct conn *k)
     k->in_retry_after = 0;
 }
 
+/* http-parser takes any three digits; an answer's status is 100..999. */
+static int on_headers_complete(http_parser *p)
+{
+    return p->status_code < 100 ? -1 : 0;
+}
+
 static int on_message_complete(http_parser *p)
 {
     struct conn *k = p->data;
@@ -336,7 +342,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     enum http_errno e = HTTP_PARSER_ERRNO(&k->parser);
-    if (e != HPE_OK)
+    if (e == HPE_CB_headers_complete)
+        conn_fail(k, 0, "Malformed answer: status %u", k->parser.status_code);
+    else if (e != HPE_OK)
         conn_fail(k, 0, "Malformed answer: %s", http_errno_description(e));
 }
 
@@ -683,6 +691,7 @@ struct http_client *http_client_new(uv_loop_t *loop, const struct http_client_co
     c->settings.on_header_field = on_header_field;
     c->settings.on_header_value = on_header_value;
     c->settings.on_body = on_body;
+    c->settings.on_headers_complete = on_headers_complete;
     c->settings.on_message_complete = on_message_complete;
     return c;
 }

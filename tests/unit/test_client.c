@@ -20,7 +20,7 @@
 /* ---- the scripted server ---- */
 
 enum mode { M_KEEP, M_EOF_BODY, M_CHUNKED_RA, M_DROP_SECOND, M_SILENT, M_GARBAGE, M_CONTINUE,
-            M_DATE };
+            M_DATE, M_LOW_STATUS };
 
 static enum mode mode;
 static int accepted, requests;
@@ -117,6 +117,10 @@ static int s_message_complete(http_parser *p)
         break;
     case M_GARBAGE:
         s_send(s, "HTP/1.1 200 OK\r\n\r\n", 18);
+        break;
+    case M_LOW_STATUS: /* three digits, as http-parser takes them, but no status */
+        snprintf(text, sizeof text, "%s", "HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n");
+        s_send(s, text, strlen(text));
         break;
     case M_CONTINUE:
         snprintf(text, sizeof text, "%s",
@@ -363,6 +367,9 @@ static void test_failures(void **state)
     run_one(M_GARBAGE, "127.0.0.1", 5000, &o, 1);
     assert_int_equal(o.status, 0);
     assert_non_null(strstr(o.error, "Malformed answer"));
+    run_one(M_LOW_STATUS, "127.0.0.1", 5000, &o, 1); /* found by fuzz_client */
+    assert_int_equal(o.status, 0);
+    assert_string_equal(o.error, "Malformed answer: status 42");
     /* localhost may resolve to ::1 first; the server listens on 127.0.0.1 only */
     run_one(M_KEEP, "localhost", 5000, &o, 1);
     assert_int_equal(o.status, 200);

@@ -205,6 +205,27 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 /* ---- transfers ---- */
 
+/* "HTTP <status>: <body>", kept on one printable line (control bytes as
+ * spaces), for an answer that is not 2xx. */
+static void answer_reason(char *out, size_t size, long status, const char *body, size_t len)
+{
+    int n = snprintf(out, size, "HTTP %ld: ", status);
+    for (size_t i = 0; i < len && (size_t)n + 1 < size; i++) {
+        unsigned char ch = (unsigned char)body[i];
+        out[n++] = ch < 0x20 ? ' ' : (char)ch;
+    }
+    out[n] = '\0';
+}
+
+/* A job has its outcome: tell its owner, free it. */
+static void job_end(struct delivery *d, struct job *job, const struct delivery_result *r)
+{
+    d->in_flight--;
+    job->done(job->arg, r);
+    free(job->body);
+    free(job);
+}
+
 static void finish(struct delivery *d, struct xfer *x, CURLcode code)
 {
     struct job *job = x->job;
@@ -215,12 +236,7 @@ static void finish(struct delivery *d, struct xfer *x, CURLcode code)
         if (r.http_status >= 200 && r.http_status < 300) {
             r.ok = 1;
         } else {
-            x->answer[x->answer_len] = '\0';
-            /* keep the reason on one printable line */
-            for (size_t i = 0; i < x->answer_len; i++)
-                if ((unsigned char)x->answer[i] < 0x20)
-                    x->answer[i] = ' ';
-            snprintf(reason, sizeof reason, "HTTP %ld: %s", r.http_status, x->answer);
+            answer_reason(reason, sizeof reason, r.http_status, x->answer, x->answer_len);
             r.error = reason;
             curl_off_t ra = -1;
             if (curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
@@ -244,10 +260,7 @@ static void finish(struct delivery *d, struct xfer *x, CURLcode code)
     x->answer_len = 0;
     x->next_free = d->free_xfers;
     d->free_xfers = x;
-    d->in_flight--;
-    job->done(job->arg, &r);
-    free(job->body);
-    free(job);
+    job_end(d, job, &r);
 }
 
 static void check_done(struct delivery *d)
@@ -315,19 +328,11 @@ static void on_client_done(void *arg, const struct http_client_result *cr)
     } else if (cr->status >= 200 && cr->status < 300) {
         r.ok = 1;
     } else {
-        int n = snprintf(reason, sizeof reason, "HTTP %d: ", cr->status);
-        for (size_t i = 0; i < cr->body_len && (size_t)n + 1 < sizeof reason; i++) {
-            unsigned char ch = (unsigned char)cr->body[i];
-            reason[n++] = ch < 0x20 ? ' ' : (char)ch; /* one printable line */
-        }
-        reason[n] = '\0';
+        answer_reason(reason, sizeof reason, cr->status, cr->body, cr->body_len);
         r.error = reason;
         r.retry_after_s = cr->retry_after_s > 0 ? cr->retry_after_s : -1;
     }
-    d->in_flight--;
-    job->done(job->arg, &r);
-    free(job->body);
-    free(job);
+    job_end(d, job, &r);
     start_queued(d);
     maybe_closed(d);
 }

@@ -504,7 +504,6 @@ int payload_same(const struct exchange *a, const struct exchange *b)
 
 int payload_parse(const char *body, size_t len, struct exchange **out, struct payload_error *err)
 {
-    memset(err, 0, sizeof *err);
     if (payload_parse_fast(body, len, out) == 0)
         return 0;
     return payload_parse_full(body, len, out, err);

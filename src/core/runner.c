@@ -407,16 +407,15 @@ char *runner_canonical_payload(const struct exchange *ex)
         buf_append_str(&b, ",\"denomination\":");
         buf_append_str(&b, num);
         buf_append_str(&b, ",\"count\":");
+        /* validation made count an integer >= 0: digits below 2^53, repr above */
         if (bill->count >= 0 && bill->count < 9007199254740992.0 &&
             bill->count == (double)(uint64_t)bill->count) {
             buf_append_u64(&b, (uint64_t)bill->count);
-            buf_append(&b, "}", 1);
-        } else if (bill->count < 9007199254740992.0)
-            buf_append_fmt(&b, "%.0f}", bill->count);
-        else {
+        } else {
             money_format_repr(bill->count, num, sizeof num);
-            buf_append_fmt(&b, "%s}", num);
+            buf_append_str(&b, num);
         }
+        buf_append(&b, "}", 1);
     }
     buf_append_str(&b, "]}");
     return buf_steal(&b, NULL);

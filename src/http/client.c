@@ -24,8 +24,7 @@ struct request {
     size_t len;
     http_client_cb cb;
     void *arg;
-    uint64_t deadline; /* loop time */
-    uint64_t started;
+    uint64_t started; /* loop time; the request ends by started + timeout_ms */
     int retried;
 };
 
@@ -41,7 +40,8 @@ struct conn {
     int handles_open;          /* timer + tcp */
     int gai_pending;
     uv_getaddrinfo_t gai;
-    struct addrinfo *ai_list, *ai_cur;
+    struct addrinfo *ai_list, *ai_cur; /* resolved addresses; ai_cur: the next to try */
+    int tried_numeric;                 /* a numeric host: its one address was tried */
     char connect_error[128];
     uv_connect_t connect_req;
     uv_write_t wr;
@@ -360,10 +360,15 @@ static void on_write(uv_write_t *wr, int status)
         conn_fail(k, 1, "Send failure: %s", uv_strerror(status));
 }
 
+static uint64_t deadline(const struct conn *k)
+{
+    return k->req->started + k->c->timeout_ms;
+}
+
 static void arm_for(struct conn *k)
 {
-    uint64_t now = uv_now(k->c->loop);
-    uint64_t left = k->req->deadline > now ? k->req->deadline - now : 0;
+    uint64_t now = uv_now(k->c->loop), end = deadline(k);
+    uint64_t left = end > now ? end - now : 0;
     if (k->state == C_RESOLVING || k->state == C_CONNECTING) {
         uint64_t ct = k->req->started + k->c->connect_timeout_ms;
         uint64_t cleft = ct > now ? ct - now : 0;
@@ -391,9 +396,8 @@ static void start_request(struct conn *k)
     buf_append_str(&k->head, " HTTP/1.1\r\nHost: ");
     buf_append_str(&k->head, c->hostport);
     buf_append_str(&k->head, "\r\nContent-Type: application/json\r\nContent-Length: ");
-    char num[24];
-    int n = snprintf(num, sizeof num, "%zu\r\n", rq->len);
-    buf_append(&k->head, num, (size_t)n);
+    buf_append_u64(&k->head, rq->len);
+    buf_append(&k->head, "\r\n", 2);
     buf_append_str(&k->head, rq->extra);
     buf_append(&k->head, "\r\n", 2);
     arm_for(k);
@@ -470,27 +474,35 @@ static void on_connect(uv_connect_t *req, int status)
     if (status < 0) {
         snprintf(k->connect_error, sizeof k->connect_error, "%s", uv_strerror(status));
         drop_tcp(k);
-        if (k->ai_cur)
-            k->ai_cur = k->ai_cur->ai_next;
         try_connect(k);
         return;
     }
     start_request(k);
 }
 
+/* The next address to try: a numeric host's one, or the next resolved. */
+static const struct sockaddr *next_address(struct conn *k)
+{
+    if (k->c->is_numeric) {
+        if (k->tried_numeric)
+            return NULL;
+        k->tried_numeric = 1;
+        return (const struct sockaddr *)&k->c->numeric;
+    }
+    if (!k->ai_cur)
+        return NULL;
+    const struct sockaddr *sa = k->ai_cur->ai_addr;
+    k->ai_cur = k->ai_cur->ai_next;
+    return sa;
+}
+
+/* Connects to the next address; when none is left, fails with the last
+ * address's error. */
 static void try_connect(struct conn *k)
 {
     struct http_client *c = k->c;
     for (;;) {
-        const struct sockaddr *sa;
-        if (c->is_numeric && !k->ai_list) {
-            if (k->connect_error[0]) /* the one address failed */
-                sa = NULL;
-            else
-                sa = (const struct sockaddr *)&c->numeric;
-        } else {
-            sa = k->ai_cur ? k->ai_cur->ai_addr : NULL;
-        }
+        const struct sockaddr *sa = next_address(k);
         if (!sa) {
             conn_fail(k, 0, "Failed to connect to %s port %d: %s", c->host, c->port,
                       k->connect_error[0] ? k->connect_error : "no address");
@@ -508,9 +520,6 @@ static void try_connect(struct conn *k)
             return;
         snprintf(k->connect_error, sizeof k->connect_error, "%s", uv_strerror(rc));
         drop_tcp(k);
-        if (c->is_numeric && !k->ai_list)
-            continue; /* reports the failure above */
-        k->ai_cur = k->ai_cur->ai_next;
     }
 }
 
@@ -541,7 +550,7 @@ static void on_timer(uv_timer_t *t)
     }
     uint64_t took = uv_now(k->c->loop) - k->req->started;
     if (k->state == C_RESOLVING || k->state == C_CONNECTING) {
-        if (uv_now(k->c->loop) >= k->req->deadline)
+        if (uv_now(k->c->loop) >= deadline(k))
             conn_fail(k, 0, "Operation timed out after %" PRIu64 " milliseconds with 0 bytes received",
                       took);
         else
@@ -651,7 +660,6 @@ void http_client_send(struct http_client *c, const char *method, const char *ext
     rq->cb = cb;
     rq->arg = arg;
     rq->started = uv_now(c->loop);
-    rq->deadline = rq->started + c->timeout_ms;
     c->active++;
     if (c->closing) {
         struct http_client_result r = {0, "", 0, -1, "shutting down"};

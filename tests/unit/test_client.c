@@ -20,7 +20,7 @@
 /* ---- the scripted server ---- */
 
 enum mode { M_KEEP, M_EOF_BODY, M_CHUNKED_RA, M_DROP_SECOND, M_SILENT, M_GARBAGE, M_CONTINUE,
-            M_DATE, M_LOW_STATUS };
+            M_DATE, M_LOW_STATUS, M_CUT };
 
 static enum mode mode;
 static int accepted, requests;
@@ -118,6 +118,9 @@ static int s_message_complete(http_parser *p)
     case M_GARBAGE:
         s_send(s, "HTP/1.1 200 OK\r\n\r\n", 18);
         break;
+    case M_CUT: /* ten bytes promised, three sent */
+        s_send_and_close(s, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+        return 1;
     case M_LOW_STATUS: /* three digits, as http-parser takes them, but no status */
         snprintf(text, sizeof text, "%s", "HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n");
         s_send(s, text, strlen(text));
@@ -370,6 +373,9 @@ static void test_failures(void **state)
     run_one(M_LOW_STATUS, "127.0.0.1", 5000, &o, 1); /* found by fuzz_client */
     assert_int_equal(o.status, 0);
     assert_string_equal(o.error, "Malformed answer: status 42");
+    run_one(M_CUT, "127.0.0.1", 5000, &o, 1);
+    assert_int_equal(o.status, 0);
+    assert_string_equal(o.error, "Connection closed in the middle of the answer");
     /* by name, through uv_getaddrinfo; where localhost resolves to ::1 first, the refused
      * ::1 is skipped for 127.0.0.1 (here it resolves to 127.0.0.1 only) */
     run_one(M_KEEP, "localhost", 5000, &o, 1);

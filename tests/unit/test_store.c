@@ -336,6 +336,47 @@ static void test_batching_and_held_back_updates(void **state)
     close_store(s);
 }
 
+/* An operation made in a timer callback (before the loop polls, as the
+ * runner's updates are) reaches the writer before the loop blocks: its
+ * answer comes long before a guard timer that alone would wake the loop. */
+static struct store *timer_store;
+static struct answer timer_answer;
+static int guard_fired;
+
+static void submit_from_timer(uv_timer_t *t)
+{
+    (void)t;
+    struct store_submit st = {ID(7000), "\"from-timer\"", P1};
+    store_submit(timer_store, inbox, &st, on_submit, &timer_answer);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    (void)t;
+    guard_fired = 1;
+}
+
+static void test_ops_from_timers_are_not_held(void **state)
+{
+    (void)state;
+    unlink(path);
+    timer_store = open_store(100, 86400000);
+    memset(&timer_answer, 0, sizeof timer_answer);
+    guard_fired = 0;
+    uv_timer_t t, guard;
+    uv_timer_init(&loop, &t);
+    uv_timer_init(&loop, &guard);
+    uv_timer_start(&t, submit_from_timer, 1, 0);
+    uv_timer_start(&guard, on_guard, 5000, 0);
+    while (!timer_answer.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(timer_answer.status, STORE_OK);
+    assert_int_equal(guard_fired, 0);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_close((uv_handle_t *)&guard, NULL);
+    close_store(timer_store);
+}
+
 static void test_migration_from_v1(void **state)
 {
     (void)state;
@@ -440,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_submit_and_transitions),
         cmocka_unit_test(test_recovery_after_reopen),
         cmocka_unit_test(test_batching_and_held_back_updates),
+        cmocka_unit_test(test_ops_from_timers_are_not_held),
         cmocka_unit_test(test_migration_from_v1),
         cmocka_unit_test(test_purge),
         cmocka_unit_test(test_full_disk_fault),

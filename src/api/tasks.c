@@ -272,7 +272,8 @@ void api_task_list(struct http_request *req, void *ctx)
 {
     struct worker *w = ctx;
     struct store_list_query q = {-1, NULL, 0, 50};
-    char rid_json[1024];
+    struct buf rid_json; /* the request_id filter as JSON text; store_list copies it */
+    buf_init(&rid_json);
     const char *p = req->query, *end = req->query ? req->query + req->query_len : NULL;
     while (p && p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -283,27 +284,27 @@ void api_task_list(struct http_request *req, void *ctx)
             char val[600];
             size_t vlen = url_decode(eq + 1, (size_t)(stop - eq - 1), val, sizeof val);
             if (klen == 5 && !memcmp(p, "state", 5)) {
-                if ((q.state = task_state_parse(val, vlen)) < 0)
-                    {
+                if ((q.state = task_state_parse(val, vlen)) < 0) {
                     reply_422(req->x, "state", "enum",
-                                     "Input should be 'queued', 'running', 'delivering', "
-                                     "'retrying', 'succeeded', 'failed' or 'cancelled'");
+                              "Input should be 'queued', 'running', 'delivering', "
+                              "'retrying', 'succeeded', 'failed' or 'cancelled'");
+                    buf_free(&rid_json);
                     return;
                 }
             } else if (klen == 5 && !memcmp(p, "limit", 5)) {
                 char *e;
                 long v = strtol(val, &e, 10);
-                if (!vlen || *e || v < 1 || v > 500)
-                    {
+                if (!vlen || *e || v < 1 || v > 500) {
                     reply_422(req->x, "limit", "int_range",
-                                     "Input should be an integer from 1 to 500");
+                              "Input should be an integer from 1 to 500");
+                    buf_free(&rid_json);
                     return;
                 }
                 q.limit = (int)v;
             } else if (klen == 6 && !memcmp(p, "cursor", 6)) {
-                if (parse_id(val, vlen, &q.before_id))
-                    {
+                if (parse_id(val, vlen, &q.before_id)) {
                     reply_422(req->x, "cursor", "cursor", "Input should be a next_cursor value");
+                    buf_free(&rid_json);
                     return;
                 }
             } else if (klen == 10 && !memcmp(p, "request_id", 10)) {
@@ -311,19 +312,16 @@ void api_task_list(struct http_request *req, void *ctx)
                 int digits = vlen > 0 && vlen < 19;
                 for (size_t i = 0; i < vlen && digits; i++)
                     digits = (val[i] >= '0' && val[i] <= '9') || (i == 0 && val[i] == '-' && vlen > 1);
+                buf_reset(&rid_json);
                 if (digits || (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"'))
-                    snprintf(rid_json, sizeof rid_json, "%s", val);
-                else {
-                    struct buf b;
-                    buf_init(&b);
-                    jsonw_string(&b, val, vlen, 1);
-                    snprintf(rid_json, sizeof rid_json, "%s", b.data);
-                    buf_free(&b);
-                }
-                q.request_id = rid_json;
+                    buf_append(&rid_json, val, vlen);
+                else
+                    jsonw_string(&rid_json, val, vlen, 1);
+                q.request_id = rid_json.data;
             }
         }
         p = amp ? amp + 1 : end;
     }
     store_list(w->store, w->inbox, &q, on_list, pending_new(w, req->x));
+    buf_free(&rid_json);
 }

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.parse
 
 import pytest
 
@@ -76,6 +77,18 @@ def test_integer_request_id_filter(start_service, main_service):
     status, _, data = request(svc.port, "GET", "/api/tasks?request_id=31337")
     assert [x["task_id"] for x in json.loads(data)["tasks"]] == [tid]
     assert json.loads(data)["tasks"][0]["request_id"] == 31337
+
+
+def test_string_request_id_filter(start_service, main_service):
+    # escaped as JSON by the filter: quotes, a slash, non-ASCII, and 256 control bytes
+    # (1,536 characters once escaped)
+    svc = start_service("--latency", "0-0")
+    for rid in ('a "b"/\u00fc', "\x01" * 256):
+        tid = submit(svc, rid)[2]["task_id"]
+        query = urllib.parse.quote(rid, safe="")
+        status, _, data = request(svc.port, "GET", f"/api/tasks?request_id={query}")
+        assert status == 200
+        assert [x["task_id"] for x in json.loads(data)["tasks"]] == [tid], rid
 
 
 def test_refused_then_500_twice_then_200(start_service, start_main):

@@ -989,23 +989,36 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     uv_mutex_init(&s->db_lock);
     uv_cond_init(&s->cond);
     uv_mutex_init(&s->cancel_lock);
-    if (!s->memory) {
-        /* checkpoints move to their own thread and connection */
-        sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0;", NULL, NULL, NULL);
-        if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+    if (!s->memory &&
+        sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK) {
-            snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->ckpt_db));
-            sqlite3_close_v2(s->ckpt_db);
-            s->ckpt_db = NULL;
-            goto fail;
-        }
+        snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->ckpt_db));
+        sqlite3_close_v2(s->ckpt_db);
+        s->ckpt_db = NULL;
+        goto fail;
+    }
+    if (uv_thread_create(&s->thread, writer_main, s) != 0) { /* the first thread: s is ours */
+        snprintf(why, sizeof why, "cannot start the writer thread");
+        sqlite3_close_v2(s->ckpt_db);
+        goto fail;
+    }
+    if (s->ckpt_db) {
+        /* checkpoints move to their own thread and connection; without that thread the
+         * writer checkpoints itself, as SQLite does by default */
         sqlite3_busy_timeout(s->ckpt_db, 5000);
         uv_sem_init(&s->ckpt_stop, 0);
-        uv_thread_create(&s->checkpointer, checkpointer_main, s);
-    }
-    if (uv_thread_create(&s->thread, writer_main, s) != 0) {
-        snprintf(why, sizeof why, "cannot start the writer thread");
-        goto fail;
+        uv_mutex_lock(&s->db_lock);
+        sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0;", NULL, NULL, NULL);
+        uv_mutex_unlock(&s->db_lock);
+        if (uv_thread_create(&s->checkpointer, checkpointer_main, s) != 0) {
+            log_warn("event=store_checkpointer_not_started: the writer checkpoints itself");
+            uv_mutex_lock(&s->db_lock);
+            sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=1000;", NULL, NULL, NULL);
+            uv_mutex_unlock(&s->db_lock);
+            uv_sem_destroy(&s->ckpt_stop);
+            sqlite3_close_v2(s->ckpt_db);
+            s->ckpt_db = NULL;
+        }
     }
     return s;
 fail:
@@ -1024,10 +1037,13 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
     uv_mutex_lock(&s->db_lock);
     if (sqlite3_prepare_v2(s->db, "SELECT " VIEW_COLS " FROM tasks WHERE state < 4 ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
+        log_error("event=store_recover_failed error=\"%s\": no task resumed",
+                  sqlite3_errmsg(s->db));
         uv_mutex_unlock(&s->db_lock);
         return 0;
     }
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct task_view v;
         memset(&v, 0, sizeof v);
         read_view(st, &v);
@@ -1035,6 +1051,9 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
         store_view_free(&v);
         n++;
     }
+    if (rc != SQLITE_DONE) /* the rest stays stored and is tried again at the next start */
+        log_error("event=store_recover_failed error=\"%s\" resumed=%" PRIu64,
+                  sqlite3_errmsg(s->db), n);
     sqlite3_finalize(st);
     uv_mutex_unlock(&s->db_lock);
     return n;

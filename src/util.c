@@ -70,6 +70,13 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
     fprintf(stderr, "%s %s:%d %s\n", names[level], base ? base + 1 : file, line, msg);
 }
 
+uint64_t util_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 uint64_t util_now_ms(void)
 {
     struct timespec ts;

@@ -37,5 +37,7 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 
 /* Milliseconds on a monotonic clock. */
 uint64_t util_now_ms(void);
+/* Milliseconds since the epoch (the wall clock: stored times, task ids). */
+uint64_t util_wall_ms(void);
 
 #endif

@@ -71,18 +71,9 @@ static uint64_t latency(struct runner *r)
 
 /* Time-ordered, unique within the process: ms since the epoch, a counter
  * for ids made in the same ms, and the worker's number. */
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 uint64_t runner_new_id(struct runner *r)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t base = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 12;
+    uint64_t base = util_wall_ms() << 12;
     uint64_t v = base > r->last_id ? base : r->last_id + 1;
     r->last_id = v;
     return (v << 8) | (uint64_t)(r->cfg.worker_id & 0xFF);
@@ -227,7 +218,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         return;
     }
     const struct backoff_policy *p = &r->cfg.backoff;
-    uint64_t now_wall = wall_ms();
+    uint64_t now_wall = util_wall_ms();
     uint64_t delay = backoff_delay_ms(p, t->attempts, rng_next(r), res->retry_after_s);
     const char *why = NULL;
     if (!backoff_retryable(res->http_status))
@@ -291,7 +282,7 @@ static void task_computed(struct task *t)
     }
     if (dropped_if_cancelled(t))
         return;
-    t->delivering_ms = wall_ms(); /* written with the first outcome: see record() */
+    t->delivering_ms = util_wall_ms(); /* written with the first outcome: see record() */
     deliver(t);
 }
 
@@ -339,7 +330,7 @@ static struct task *task_new(struct runner *r, struct exchange *ex, enum task_ki
     t->ex = ex;
     t->reply = NULL;
     t->id = id;
-    t->created_ms = wall_ms();
+    t->created_ms = util_wall_ms();
     t->pending = ex->nbills;
     t->attempts = 0;
     t->delivering_ms = 0;
@@ -382,7 +373,7 @@ void runner_resume(struct runner *r, struct exchange *ex, const struct task_view
         return;
     }
     t->pending = 0;
-    uint64_t now_wall = wall_ms();
+    uint64_t now_wall = util_wall_ms();
     uint64_t wait = v->next_attempt_ms > now_wall ? v->next_attempt_ms - now_wall : 0;
     deadline_push(&r->heap, uv_now(r->loop) + wait, t, TAG_DELIVER);
     arm(r);

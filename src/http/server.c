@@ -644,7 +644,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         else if (!strcasecmp(f, "authorization"))
             c->cur = H_AUTHORIZATION;
         c->value_len = 0;
-            size_t cap;
+        size_t cap;
         char *v = kept_value(c, &cap);
         if (v)
             v[0] = '\0';

@@ -102,13 +102,6 @@ int task_state_parse(const char *name, size_t len)
     return -1;
 }
 
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static char *dup_or_null(const char *s)
 {
     return s ? xstrndup(s, strlen(s)) : NULL;
@@ -324,7 +317,7 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
         op->status = STORE_E_FULL;
         return;
     }
-    uint64_t now = wall_ms();
+    uint64_t now = util_wall_ms();
     char hist[96];
     history_token(hist, 48, STATE_QUEUED, now);
     size_t hn = strlen(hist);
@@ -348,7 +341,7 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
 
 static void do_update(struct store *s, struct op *op, int64_t *active_delta)
 {
-    uint64_t now = wall_ms();
+    uint64_t now = util_wall_ms();
     char hist[128];
     size_t n = 0;
     if (op->delivering_ms) {
@@ -382,7 +375,7 @@ static void do_update(struct store *s, struct op *op, int64_t *active_delta)
 
 static void do_change(struct store *s, struct op *op, int64_t *active_delta)
 {
-    uint64_t now = wall_ms();
+    uint64_t now = util_wall_ms();
     char hist[64];
     int cancel = op->kind == OP_CANCEL;
     history_token(hist, sizeof hist, cancel ? STATE_CANCELLED : STATE_RETRYING, now);
@@ -429,7 +422,7 @@ static void do_list(struct store *s, struct op *op)
 
 static void purge(struct store *s)
 {
-    uint64_t now = wall_ms();
+    uint64_t now = util_wall_ms();
     if (now - s->last_purge_ms < (s->cfg.purge_every_ms ? s->cfg.purge_every_ms : PURGE_EVERY_MS))
         return;
     s->last_purge_ms = now;

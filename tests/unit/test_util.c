@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "../../src/util.h"
@@ -21,6 +22,8 @@ static void test_util(void **state)
     free(z);
     uint64_t a = util_now_ms(), b = util_now_ms();
     assert_true(b >= a && a > 0);
+    uint64_t wall = util_wall_ms(), secs = (uint64_t)time(NULL);
+    assert_true(wall / 1000 + 1 >= secs && wall / 1000 <= secs + 1); /* the epoch, in ms */
     log_set_level(LOG_WARN);
     assert_false(log_enabled(LOG_INFO));
     assert_true(log_enabled(LOG_ERROR));

@@ -7,7 +7,8 @@
  * Each entry carries an item pointer and a small tag (< 2^20; the runner
  * uses the bill's index). Ties on due time pop in tag order, so bills of
  * one task due at once are logged in request order.
- * Not thread-safe: one owner (the worker's loop thread).
+ * Not thread-safe: one owner (a worker's loop thread; the store's writer thread keeps
+ * its held-back outcomes in one, keyed by task id: see store.c).
  */
 #ifndef EXCHANGED_DEADLINE_H
 #define EXCHANGED_DEADLINE_H

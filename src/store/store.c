@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/deadline.h"
 #include "../util.h"
 
 #define PURGE_EVERY_MS 1000
@@ -66,6 +67,9 @@ struct store {
     uv_thread_t checkpointer; /* sqlite: copies the WAL into the database off the writer */
     sqlite3 *ckpt_db;
     uv_sem_t ckpt_stop;
+    _Atomic uint64_t ckpt_passes; /* checkpoints the checkpointer has run */
+    uint64_t ckpt_seen;           /* writer thread only: passes when it last caught up */
+    int wal_frames;               /* writer thread only: frames in the WAL after its commit */
     uv_mutex_t lock;
     uv_cond_t cond;
     struct op *head, *tail;
@@ -74,10 +78,14 @@ struct store {
     int writer_waiting; /* the writer sleeps on cond: signal it */
     uint64_t active; /* writer thread only */
     struct op *upd_head, *upd_tail; /* writer thread only: updates not yet written */
+    struct deadline_heap held; /* writer thread only: outcomes held back, by task id */
+    uint64_t last_sub_ms;      /* writer thread only: monotonic, last turn with submissions */
     uint64_t last_purge_ms;
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
         *st_purge, *st_list[4], *st_begin, *st_commit;
-    _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged;
+    _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged, stat_catch_ups,
+        stat_held, stat_wal_frames;
+    uint64_t wal_max_frames;
     _Atomic int fault_full;
     /* ids cancelled by this process, for runners to drop */
     uv_mutex_t cancel_lock;
@@ -313,7 +321,9 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
         op->status = STORE_E_IO;
         return;
     }
-    if (s->active + (uint64_t)*active_delta >= s->cfg.max_active) {
+    /* held outcomes (see held_releasable) end their tasks: they take no room */
+    uint64_t active = s->active + (uint64_t)*active_delta, held = deadline_len(&s->held);
+    if (active - (held < active ? held : active) >= s->cfg.max_active) {
         op->status = STORE_E_FULL;
         return;
     }
@@ -567,8 +577,67 @@ static void run_batch(struct store *s, struct op *ops)
     inbox_deliver(answers);
 }
 
+/* The checkpointer: a second connection that copies the WAL into the
+ * database every CHECKPOINT_EVERY_MS (PASSIVE: it never blocks the writer),
+ * so the writer's commits do not stall on a checkpoint of their own. */
+#define CHECKPOINT_EVERY_MS 200
+static void checkpointer_main(void *arg)
+{
+    struct store *s = arg;
+    while (uv_sem_trywait(&s->ckpt_stop) != 0) {
+        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        atomic_fetch_add(&s->ckpt_passes, 1);
+        usleep(CHECKPOINT_EVERY_MS * 1000);
+    }
+}
+
+/* Frames in the WAL past which the writer checkpoints (see wal_catch_up). */
+#define WAL_MAX_FRAMES 8192
+/* Without a checkpointer thread, as SQLite's own automatic checkpoint. */
+#define WAL_MAX_FRAMES_ALONE 1000
+
+static int on_wal(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    struct store *s = arg;
+    s->wal_frames = frames;
+    atomic_store_explicit(&s->stat_wal_frames, (uint64_t)frames, memory_order_relaxed);
+    return SQLITE_OK;
+}
+
+/* The WAL starts again from its beginning only when a write transaction
+ * begins with every frame already copied into the database. Under a steady
+ * load the checkpointer never sees that moment (commits land while it
+ * copies), so the WAL would grow for as long as the load lasts. Past
+ * wal_max_frames, and after a pass of the checkpointer (which has copied
+ * nearly everything), the writer copies the rest itself between two
+ * transactions: a short copy, after which its next commit rewinds the WAL. */
+static void wal_catch_up(struct store *s)
+{
+    if (s->memory || s->wal_frames < (int)s->wal_max_frames)
+        return;
+    if (s->ckpt_db) {
+        uint64_t passes = atomic_load(&s->ckpt_passes);
+        if (passes == s->ckpt_seen)
+            return;
+        s->ckpt_seen = passes;
+    }
+    int log = 0, done = 0;
+    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
+            SQLITE_OK &&
+        log == done)
+        s->wal_frames = 0;
+    atomic_fetch_add(&s->stat_catch_ups, 1);
+}
+
 /* State updates written per transaction when nothing else waits. */
 #define UPDATE_SLICE 256
+/* Outcomes held back at most: past it the lowest ids are written at once. */
+#define HOLD_MAX 65536
+/* A writer with no submission for this long writes every outcome it holds
+ * (unless the configuration says otherwise: hold_quiet_ms). */
+#define HOLD_QUIET_MS 20
 
 static void append(struct op **head, struct op **tail, struct op *op)
 {
@@ -580,22 +649,78 @@ static void append(struct op **head, struct op **tail, struct op *op)
     *tail = op;
 }
 
+/* Outcomes (terminal updates) are held back and written in task-id order,
+ * a range of ids at a time: a task's row sits on the page of the tasks
+ * submitted with it, so written as they come (latencies spread over
+ * seconds) each outcome dirtied pages of its own, and written by id range
+ * a page takes all of its tasks' outcomes in one write. An outcome is held
+ * until its task is hold_ms old (ids carry their creation time: runner.c),
+ * or until the writer has seen no submission for hold_quiet_ms, an API
+ * operation arrives, HOLD_MAX are held, or the store stops. Only terminal
+ * updates are held (one per task, the last), so a task's updates keep
+ * their order. Held outcomes are not on disk: a crash re-runs their tasks,
+ * and their callbacks come again (at least once, as the contract says). */
+static int held_releasable(struct store *s, int all)
+{
+    uint64_t top;
+    if (deadline_peek(&s->held, &top) != 0)
+        return 0;
+    if (all || deadline_len(&s->held) > HOLD_MAX)
+        return 1;
+    return top + s->cfg.hold_ms <= util_wall_ms();
+}
+
+/* Milliseconds until the writer must release held outcomes (0: now). */
+static uint64_t held_wait_ms(struct store *s)
+{
+    uint64_t top, now = util_now_ms(), wall = util_wall_ms();
+    deadline_peek(&s->held, &top);
+    uint64_t quiet = s->last_sub_ms + s->cfg.hold_quiet_ms, due = top + s->cfg.hold_ms;
+    if (now >= quiet || wall >= due || deadline_len(&s->held) > HOLD_MAX)
+        return 0;
+    return quiet - now < due - wall ? quiet - now : due - wall;
+}
+
+/* Appends up to max updates to head/tail: the non-terminal ones in their
+ * order, then held outcomes that may go (all of them when all is set). */
+static size_t take_updates(struct store *s, struct op **head, struct op **tail, size_t max,
+                           int all)
+{
+    size_t n = 0;
+    while (n < max && s->upd_head) {
+        struct op *op = s->upd_head;
+        s->upd_head = op->next;
+        if (!s->upd_head)
+            s->upd_tail = NULL;
+        append(head, tail, op);
+        n++;
+    }
+    uint32_t tag;
+    while (n < max && held_releasable(s, all)) {
+        append(head, tail, deadline_pop_due(&s->held, UINT64_MAX >> 21, &tag));
+        n++;
+    }
+    return n;
+}
+
 /* What the next transaction runs, from what was just queued (ops, in
  * order) and the updates held back. Submissions do not wait behind a pile
  * of updates: nobody waits for an update, and a submission never concerns
  * a task an update is about (a task starts only after its insert is
- * committed), so updates go into the writer's own FIFO and are written in
- * bounded numbers: with the submissions (see take below), or UPDATE_SLICE
- * at a time when none is waiting. A read or change asked through the API
- * (get, list, cancel, retry) runs after every update held back, as it
- * would have in queue order. */
-static struct op *next_work(struct store *s, struct op *ops)
+ * committed), so updates stay with the writer (see held_releasable for the
+ * outcomes) and are written in bounded numbers: with the submissions (see
+ * take below), or UPDATE_SLICE at a time when none is waiting. A read or
+ * change asked through the API (get, list, cancel, retry) runs after every
+ * update held back, as it would have in queue order. */
+static struct op *next_work(struct store *s, struct op *ops, int stopping)
 {
     struct op *sub = NULL, *sub_tail = NULL, *other = NULL, *other_tail = NULL;
     size_t nsub = 0;
     while (ops) {
         struct op *next = ops->next;
-        if (ops->kind == OP_UPDATE)
+        if (ops->kind == OP_UPDATE && ops->state >= STATE_SUCCEEDED && s->cfg.hold_ms)
+            deadline_push(&s->held, ops->id >> 20, ops, (uint32_t)(ops->id & DEADLINE_TAG_MAX));
+        else if (ops->kind == OP_UPDATE)
             append(&s->upd_head, &s->upd_tail, ops);
         else if (ops->kind == OP_SUBMIT) {
             append(&sub, &sub_tail, ops);
@@ -605,39 +730,23 @@ static struct op *next_work(struct store *s, struct op *ops)
             append(&other, &other_tail, ops);
         ops = next;
     }
+    if (sub)
+        s->last_sub_ms = util_now_ms();
     if (other) { /* submissions, then every update held back, then the API's ops */
-        struct op *head = sub, *tail = sub_tail;
-        if (s->upd_head) {
-            if (tail)
-                tail->next = s->upd_head;
-            else
-                head = s->upd_head;
-            tail = s->upd_tail;
-            s->upd_head = s->upd_tail = NULL;
-        }
-        if (tail)
-            tail->next = other;
+        take_updates(s, &sub, &sub_tail, SIZE_MAX, 1);
+        if (sub_tail)
+            sub_tail->next = other;
         else
-            head = other;
-        return head;
+            sub = other;
+        return sub;
     }
     /* with submissions, as many held-back updates as there are submissions
      * (at least UPDATE_SLICE / 4): under a steady load updates are written
      * as fast as they come, and an acknowledgement waits behind at most as
      * many of them as there are submissions in its transaction */
     size_t take = sub ? (nsub > UPDATE_SLICE / 4 ? nsub : UPDATE_SLICE / 4) : UPDATE_SLICE;
-    struct op *upd = s->upd_head, *op = upd;
-    if (upd) {
-        for (size_t n = 1; n < take && op->next; n++)
-            op = op->next;
-        s->upd_head = op->next;
-        if (!s->upd_head)
-            s->upd_tail = NULL;
-        op->next = NULL;
-    }
-    if (!sub)
-        return upd;
-    sub_tail->next = upd;
+    int all = stopping || util_now_ms() - s->last_sub_ms >= s->cfg.hold_quiet_ms;
+    take_updates(s, &sub, &sub_tail, take, all);
     return sub;
 }
 
@@ -647,11 +756,17 @@ static void writer_main(void *arg)
     uv_mutex_lock(&s->lock);
     for (;;) {
         while (!s->head && !s->upd_head && !s->stopping) {
+            uint64_t wait_ms = PURGE_EVERY_MS;
+            if (deadline_len(&s->held)) {
+                wait_ms = held_wait_ms(s);
+                if (!wait_ms)
+                    break;
+            }
             s->writer_waiting = 1;
-            int rc = uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)PURGE_EVERY_MS * 1000000);
+            int rc = uv_cond_timedwait(&s->cond, &s->lock, wait_ms * 1000000);
             s->writer_waiting = 0;
             if (rc != 0)
-                break; /* a quiet second: purge */
+                break; /* a quiet second (purge), or held outcomes to write */
         }
         struct op *ops = s->head;
         s->head = s->tail = NULL;
@@ -660,9 +775,11 @@ static void writer_main(void *arg)
         int stopping = s->stopping;
         uv_mutex_unlock(&s->lock);
         uv_mutex_lock(&s->db_lock);
-        ops = next_work(s, ops);
+        ops = next_work(s, ops, stopping);
+        atomic_store_explicit(&s->stat_held, deadline_len(&s->held), memory_order_relaxed);
         if (ops) {
             run_batch(s, ops);
+            wal_catch_up(s);
         } else if (!stopping) {
             if (step_once(s->st_begin) == SQLITE_OK) {
                 purge(s);
@@ -671,23 +788,10 @@ static void writer_main(void *arg)
         }
         uv_mutex_unlock(&s->db_lock);
         uv_mutex_lock(&s->lock);
-        if (stopping && !s->head && !s->upd_head)
+        if (stopping && !s->head && !s->upd_head && !deadline_len(&s->held))
             break;
     }
     uv_mutex_unlock(&s->lock);
-}
-
-/* The checkpointer: a second connection that copies the WAL into the
- * database every CHECKPOINT_EVERY_MS (PASSIVE: it never blocks the writer),
- * so the writer's commits do not stall on a checkpoint of their own. */
-#define CHECKPOINT_EVERY_MS 200
-static void checkpointer_main(void *arg)
-{
-    struct store *s = arg;
-    while (uv_sem_trywait(&s->ckpt_stop) != 0) {
-        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        usleep(CHECKPOINT_EVERY_MS * 1000);
-    }
 }
 
 /* Appends the list first..last (n operations) to the writer's queue. */
@@ -924,6 +1028,10 @@ void store_stats_read(struct store *s, struct store_stats *out)
     out->commits = atomic_load_explicit(&s->stat_commits, memory_order_relaxed);
     out->queue_len = atomic_load_explicit(&s->stat_queue, memory_order_relaxed);
     out->purged = atomic_load_explicit(&s->stat_purged, memory_order_relaxed);
+    out->wal_catch_ups = atomic_load_explicit(&s->stat_catch_ups, memory_order_relaxed);
+    out->held = atomic_load_explicit(&s->stat_held, memory_order_relaxed);
+    out->wal_frames = atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed);
+    out->checkpoints = atomic_load_explicit(&s->ckpt_passes, memory_order_relaxed);
 }
 
 void store_fault_set_full(struct store *s, int on)
@@ -937,6 +1045,9 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
 {
     struct store *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
+    if (!s->cfg.hold_quiet_ms)
+        s->cfg.hold_quiet_ms = HOLD_QUIET_MS;
+    deadline_init(&s->held);
     const char *path;
     if (!strcmp(cfg->spec, "memory")) {
         s->memory = 1;
@@ -990,6 +1101,9 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
         s->ckpt_db = NULL;
         goto fail;
     }
+    /* the writer keeps the WAL short itself (wal_catch_up): no automatic checkpoint */
+    sqlite3_wal_hook(s->db, on_wal, s);
+    s->wal_max_frames = cfg->wal_max_frames ? cfg->wal_max_frames : WAL_MAX_FRAMES;
     if (uv_thread_create(&s->thread, writer_main, s) != 0) { /* the first thread: s is ours */
         snprintf(why, sizeof why, "cannot start the writer thread");
         sqlite3_close_v2(s->ckpt_db);
@@ -999,18 +1113,19 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
         /* checkpoints move to their own thread and connection; without that thread the
          * writer checkpoints itself, as SQLite does by default */
         sqlite3_busy_timeout(s->ckpt_db, 5000);
+        /* a connection learns that the database is in WAL mode when it first
+         * reads it; until then a checkpoint on it does nothing (rc OK, -1 frames) */
+        sqlite3_exec(s->ckpt_db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
         uv_sem_init(&s->ckpt_stop, 0);
-        uv_mutex_lock(&s->db_lock);
-        sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0;", NULL, NULL, NULL);
-        uv_mutex_unlock(&s->db_lock);
         if (uv_thread_create(&s->checkpointer, checkpointer_main, s) != 0) {
             log_warn("event=store_checkpointer_not_started: the writer checkpoints itself");
             uv_mutex_lock(&s->db_lock);
-            sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=1000;", NULL, NULL, NULL);
-            uv_mutex_unlock(&s->db_lock);
-            uv_sem_destroy(&s->ckpt_stop);
+            if (!cfg->wal_max_frames)
+                s->wal_max_frames = WAL_MAX_FRAMES_ALONE;
             sqlite3_close_v2(s->ckpt_db);
             s->ckpt_db = NULL;
+            uv_mutex_unlock(&s->db_lock);
+            uv_sem_destroy(&s->ckpt_stop);
         }
     }
     return s;
@@ -1079,5 +1194,6 @@ void store_close(struct store *s)
     uv_cond_destroy(&s->cond);
     uv_mutex_destroy(&s->cancel_lock);
     free(s->cancelled);
+    deadline_free(&s->held);
     free(s);
 }

@@ -72,6 +72,11 @@ struct store_config {
     uint64_t max_active;     /* tasks not yet terminal; past it submit gives STORE_E_FULL */
     uint64_t retention_ms;   /* terminal tasks older than this are purged */
     uint64_t purge_every_ms; /* how often the purge runs (0: every second) */
+    uint64_t hold_ms;        /* outcomes of tasks younger than this may be held back and
+                                written by id range (0: written as they come); see store.c */
+    uint64_t hold_quiet_ms;  /* with no submission for this long, held outcomes are written
+                                (0: 20 ms) */
+    uint64_t wal_max_frames; /* WAL frames past which the writer checkpoints (0: 8192) */
 };
 
 /* One task as stored. Strings are owned by the view (see store_view_free). */
@@ -171,10 +176,14 @@ void store_forget_cancelled(struct store *s, uint64_t id);
 
 /* Counters, readable from any thread. */
 struct store_stats {
-    uint64_t active;      /* tasks not yet terminal */
+    uint64_t active;      /* tasks not yet terminal (as written: held outcomes count) */
     uint64_t commits;
     uint64_t queue_len;   /* operations waiting for the writer */
     uint64_t purged;
+    uint64_t held;        /* outcomes held back, not yet written */
+    uint64_t wal_frames;  /* frames in the WAL after the last commit */
+    uint64_t checkpoints; /* passes of the checkpointer thread */
+    uint64_t wal_catch_ups; /* checkpoints the writer ran to keep the WAL short */
 };
 void store_stats_read(struct store *s, struct store_stats *out);
 

@@ -165,6 +165,15 @@ def test_many_callbacks_all_arrive(start_service, main_service):
     health = json.loads(body)
     assert health["tasks_accepted"] == n
     assert health["callbacks_delivered"] == n
+    # the outcomes the store held back are written once submissions stop
+    deadline = time.monotonic() + 10
+    while True:
+        store = json.loads(request(svc.port, "GET", "/health")[2])["store"]
+        if store["held_outcomes"] == 0 and store["active_tasks"] == 0:
+            break
+        assert time.monotonic() < deadline, store
+        time.sleep(0.02)
+    assert store["wal_frames"] > 0
 
 
 def test_sigterm_answers_request_under_way_and_exits_promptly(start_service):

@@ -61,7 +61,7 @@ static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t la
     snprintf(url, sizeof url, "http://127.0.0.1:%d/api/exchange_result", port);
     struct delivery_config dc = {url, 4, 2000, 5000, NULL, 0};
     dlv = delivery_new(loop, &dc);
-    struct store_config sc = {"memory", "off", 1000, 1000000, 0};
+    struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0};
     char err[256];
     store = store_open(&sc, err, sizeof err);
     assert_non_null(store);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <sqlite3.h>
 #include <cmocka.h>
@@ -77,9 +78,13 @@ static void wait_for(struct answer *a)
         uv_run(&loop, UV_RUN_ONCE);
 }
 
+/* hold_ms, hold_quiet_ms and wal_max_frames of the next open_store (0: the defaults) */
+static struct { uint64_t hold_ms, quiet_ms, wal_max; } tune;
+
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
-    struct store_config cfg = {spec, "full", max_active, retention_ms, 1};
+    struct store_config cfg = {spec,          "full",        max_active,   retention_ms, 1,
+                               tune.hold_ms, tune.quiet_ms, tune.wal_max};
     char err[256];
     struct store *s = store_open(&cfg, err, sizeof err);
     if (!s)
@@ -377,6 +382,223 @@ static void test_ops_from_timers_are_not_held(void **state)
     close_store(timer_store);
 }
 
+static uint64_t active_now(struct store *s)
+{
+    struct store_stats st;
+    store_stats_read(s, &st);
+    return st.active;
+}
+
+/* The state of task id as the database file holds it, through a connection
+ * of the test's own (what a crash would leave). */
+static int state_on_disk(uint64_t id)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT state FROM tasks WHERE id = ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    int state = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return state;
+}
+
+/* Outcomes of young tasks are held back (hold_ms): not written with the
+ * next submission, but before any read through the API and when the store
+ * closes; they take no room under max_active (2 here). */
+static void test_outcomes_held_until_read_or_close(void **state)
+{
+    (void)state;
+    unlink(path);
+    tune.hold_ms = tune.quiet_ms = 600000; /* only a read or the close lets them go */
+    struct store *s = open_store(2, 86400000);
+    assert_int_equal(submit(s, ID(1), "\"h1\"", P1, NULL), STORE_OK);
+    struct store_change c = {ID(1), STATE_SUCCEEDED, 1, 0, NULL, "[1]", 1};
+    store_update(s, inbox, &c); /* in the same turn as the next submission */
+    assert_int_equal(submit(s, ID(2), "\"h2\"", P1, NULL), STORE_OK);
+    assert_int_equal(active_now(s), 2);
+    assert_int_equal(state_on_disk(ID(1)), STATE_RUNNING);
+    struct answer g = get(s, ID(1)); /* a read comes after every held outcome */
+    assert_int_equal(g.status, STORE_OK);
+    assert_int_equal(g.v[0].state, STATE_SUCCEEDED);
+    assert_string_equal(g.v[0].breakdown, "[1]");
+    answer_free(&g);
+    assert_int_equal(active_now(s), 1);
+    assert_int_equal(state_on_disk(ID(1)), STATE_SUCCEEDED);
+    struct store_change c2 = {ID(2), STATE_FAILED, 3, 0, "gone", NULL, 1};
+    store_update(s, inbox, &c2);
+    assert_int_equal(submit(s, ID(3), "\"h3\"", P1, NULL), STORE_OK);
+    /* h2 and h3 are active as written, but h2 has ended: room for one more */
+    assert_int_equal(submit(s, ID(4), "\"h4\"", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(5), "\"h5\"", P1, NULL), STORE_E_FULL);
+    assert_int_equal(state_on_disk(ID(2)), STATE_RUNNING);
+    close_store(s); /* the close writes what is held */
+    memset(&tune, 0, sizeof tune);
+    assert_int_equal(state_on_disk(ID(2)), STATE_FAILED);
+    s = open_store(100, 86400000);
+    count_recovered = 0;
+    assert_int_equal(store_recover(s, each, NULL), 2); /* h3 and h4 */
+    close_store(s);
+}
+
+/* Held outcomes go by themselves: when their task is hold_ms old, and when
+ * no submission came for hold_quiet_ms. Waited for by polling the loop,
+ * with a 10 s guard (on_guard above). */
+static void on_guard_tick(uv_timer_t *t)
+{
+    (void)t; /* only wakes the loop, so that the stats are looked at again */
+}
+
+/* Runs the loop until done(s) holds, or fails after 10 s. */
+static void wait_until(struct store *s, int (*done)(struct store *))
+{
+    uv_timer_t guard, tick;
+    guard_fired = 0;
+    uv_timer_init(&loop, &guard);
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&guard, on_guard, 10000, 0);
+    uv_timer_start(&tick, on_guard_tick, 5, 5);
+    while (!done(s) && !guard_fired)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(done(s));
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static int none_active(struct store *s)
+{
+    return active_now(s) == 0;
+}
+
+static void test_outcomes_released_when_due_or_quiet(void **state)
+{
+    (void)state;
+    unlink(path);
+    /* due: a task id of 2 s ago, held for 1 s, and no quiet period to help */
+    tune.hold_ms = 1000;
+    tune.quiet_ms = 600000;
+    struct store *s = open_store(100, 86400000);
+    uint64_t old = id_base - (2000ull << 20);
+    assert_int_equal(submit(s, old, "\"d1\"", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(10), "\"d2\"", P1, NULL), STORE_OK);
+    struct store_change c = {old, STATE_SUCCEEDED, 1, 0, NULL, "[]", 1};
+    store_update(s, inbox, &c);
+    struct store_change c2 = {ID(10), STATE_SUCCEEDED, 1, 0, NULL, "[]", 1};
+    store_update(s, inbox, &c2);
+    wait_until(s, none_active); /* the old one at once, the young one a second later */
+    close_store(s);
+    /* quiet: held for ten minutes, but nothing else comes */
+    unlink(path);
+    tune.hold_ms = 600000;
+    tune.quiet_ms = 50;
+    s = open_store(100, 86400000);
+    assert_int_equal(submit(s, ID(11), "\"q1\"", P1, NULL), STORE_OK);
+    struct store_change c3 = {ID(11), STATE_SUCCEEDED, 1, 0, NULL, "[]", 1};
+    store_update(s, inbox, &c3);
+    wait_until(s, none_active);
+    assert_int_equal(state_on_disk(ID(11)), STATE_SUCCEEDED);
+    close_store(s);
+    memset(&tune, 0, sizeof tune);
+}
+
+/* Under a steady load (a submission every loop turn, the writer never
+ * idle) the WAL stays near wal_max_frames: the writer checkpoints the
+ * rest after the checkpointer's pass, and the next commit rewinds it. */
+enum { WAL_TASKS = 6000, WAL_PER_TURN = 20 };
+static struct store *wal_store;
+static int wal_next, wal_acked;
+static uv_idle_t wal_idle;
+
+static void on_wal_submit(void *arg, int status, uint64_t id)
+{
+    (void)arg;
+    assert_int_equal(status, STORE_OK);
+    struct store_change c = {id, STATE_SUCCEEDED, 1, 0, NULL,
+                             "[{\"denomination_id\":1,\"subtotal_rub\":377.5}]", 1};
+    store_update(wal_store, inbox, &c);
+    wal_acked++;
+}
+
+static void wal_turn(uv_idle_t *h)
+{
+    char rid[32];
+    for (int i = 0; i < WAL_PER_TURN && wal_next < WAL_TASKS; i++, wal_next++) {
+        snprintf(rid, sizeof rid, "\"w%d\"", wal_next);
+        struct store_submit t = {ID(20000 + (uint64_t)wal_next), rid, P1};
+        store_submit(wal_store, inbox, &t, on_wal_submit, NULL);
+    }
+    if (wal_next == WAL_TASKS)
+        uv_idle_stop(h);
+}
+
+static void test_wal_stays_short_under_load(void **state)
+{
+    (void)state;
+    unlink(path);
+    tune.wal_max = 64;
+    wal_store = open_store(100000, 86400000);
+    wal_next = wal_acked = 0;
+    uv_idle_init(&loop, &wal_idle);
+    uv_idle_start(&wal_idle, wal_turn);
+    char wal[300];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    off_t most = 0;
+    struct stat sb;
+    while (wal_acked < WAL_TASKS) {
+        uv_run(&loop, UV_RUN_ONCE);
+        if (stat(wal, &sb) == 0 && sb.st_size > most)
+            most = sb.st_size;
+    }
+    struct store_stats st;
+    store_stats_read(wal_store, &st);
+    assert_true(st.wal_catch_ups > 0);
+    /* 6,000 tasks written and updated take ~10,000 frames (~40 MB) of WAL
+     * when it is never rewound */
+    assert_true(most < 8 * 1024 * 1024);
+    uv_close((uv_handle_t *)&wal_idle, NULL);
+    close_store(wal_store);
+    memset(&tune, 0, sizeof tune);
+}
+
+/* The checkpointer thread copies the WAL into the database, so that after a
+ * pass with no commit in between the next commit starts the WAL again
+ * (the writer's own catch-up is kept out of it: wal_max_frames huge). */
+static uint64_t passes_at;
+
+static int two_more_passes(struct store *s)
+{
+    struct store_stats st;
+    store_stats_read(s, &st);
+    return st.checkpoints >= passes_at + 2;
+}
+
+static void test_checkpointer_rewinds_the_wal(void **state)
+{
+    (void)state;
+    unlink(path);
+    tune.wal_max = 1u << 30;
+    struct store *s = open_store(100000, 86400000);
+    char rid[32];
+    for (int i = 0; i < 300; i++) { /* a commit each */
+        snprintf(rid, sizeof rid, "\"c%d\"", i);
+        assert_int_equal(submit(s, ID(30000 + (uint64_t)i), rid, P1, NULL), STORE_OK);
+    }
+    struct store_stats st;
+    store_stats_read(s, &st);
+    passes_at = st.checkpoints;
+    wait_until(s, two_more_passes);
+    assert_int_equal(submit(s, ID(31000), "\"after\"", P1, NULL), STORE_OK);
+    store_stats_read(s, &st);
+    assert_true(st.wal_frames > 0);
+    assert_true(st.wal_frames < 50); /* 300 commits and more without a checkpoint */
+    assert_int_equal(st.wal_catch_ups, 0);
+    close_store(s);
+    memset(&tune, 0, sizeof tune);
+}
+
 static void test_migration_from_v1(void **state)
 {
     (void)state;
@@ -463,7 +685,7 @@ static void test_full_disk_fault(void **state)
 static void test_unusable_paths(void **state)
 {
     (void)state;
-    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0};
+    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent-dir/x.db"));
@@ -482,6 +704,10 @@ int main(void)
         cmocka_unit_test(test_recovery_after_reopen),
         cmocka_unit_test(test_batching_and_held_back_updates),
         cmocka_unit_test(test_ops_from_timers_are_not_held),
+        cmocka_unit_test(test_outcomes_held_until_read_or_close),
+        cmocka_unit_test(test_outcomes_released_when_due_or_quiet),
+        cmocka_unit_test(test_wal_stays_short_under_load),
+        cmocka_unit_test(test_checkpointer_rewinds_the_wal),
         cmocka_unit_test(test_migration_from_v1),
         cmocka_unit_test(test_purge),
         cmocka_unit_test(test_full_disk_fault),

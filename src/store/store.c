@@ -581,13 +581,18 @@ static void run_batch(struct store *s, struct op *ops)
  * database every CHECKPOINT_EVERY_MS (PASSIVE: it never blocks the writer),
  * so the writer's commits do not stall on a checkpoint of their own. */
 #define CHECKPOINT_EVERY_MS 200
+#define CHECKPOINT_NEAR_LIMIT_MS 2
 static void checkpointer_main(void *arg)
 {
     struct store *s = arg;
     while (uv_sem_trywait(&s->ckpt_stop) != 0) {
         sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         atomic_fetch_add(&s->ckpt_passes, 1);
-        usleep(CHECKPOINT_EVERY_MS * 1000);
+        /* a WAL near its limit: pass after pass, each copying what came during the
+         * last, so that what the writer has left to copy (wal_catch_up) is little */
+        int near = atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed) >=
+                   s->wal_max_frames / 2;
+        usleep(near ? CHECKPOINT_NEAR_LIMIT_MS * 1000 : CHECKPOINT_EVERY_MS * 1000);
     }
 }
 

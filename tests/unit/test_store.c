@@ -262,6 +262,15 @@ static void test_submit_and_transitions(void **state)
     assert_int_equal(a.n, 1);
     assert_int_equal(a.v[0].id, ID(103));
     answer_free(&a);
+    /* succeeded tasks are not in the state index: listed by a walk of the table */
+    struct store_list_query ok_state = {STATE_SUCCEEDED, NULL, 0, 10};
+    store_list(s, inbox, &ok_state, on_list, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.v[0].id, ID(100));
+    assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
+    answer_free(&a);
     struct store_list_query by_rid = {-1, "\"r1\"", 0, 10};
     store_list(s, inbox, &by_rid, on_list, &a);
     wait_for(&a);
@@ -627,8 +636,20 @@ static void test_migration_from_v1(void **state)
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 3);
+    assert_int_equal(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
+    /* migration 4: the state index leaves succeeded tasks out, and the query
+     * form the store lists other states with still uses it */
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE state = ?1"
+                                        " AND state <> 4 AND id < ?2 ORDER BY id DESC LIMIT 5",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    int uses_index = 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        uses_index |= strstr((const char *)sqlite3_column_text(st, 3), "tasks_state_id") != NULL;
+    sqlite3_finalize(st);
+    assert_true(uses_index);
     sqlite3_close(db);
 }
 

@@ -45,14 +45,17 @@ int deadline_peek(const struct deadline_heap *h, uint64_t *due_ms)
     return 0;
 }
 
-void *deadline_pop_due(struct deadline_heap *h, uint64_t now_ms, uint32_t *tag)
+/* Fills the hole at i with the last entry, moved up or down to its place. */
+static void fill_hole(struct deadline_heap *h, size_t i)
 {
-    if (!h->len || (h->v[0].key >> TAG_BITS) > now_ms)
-        return NULL;
-    void *item = h->v[0].item;
-    *tag = (uint32_t)(h->v[0].key & DEADLINE_TAG_MAX);
     struct deadline_entry last = h->v[--h->len];
-    size_t i = 0, n = h->len;
+    size_t n = h->len;
+    if (i == n)
+        goto shrink;
+    while (i > 0 && h->v[(i - 1) / 2].key > last.key) { /* up: only after a removal */
+        h->v[i] = h->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         uint64_t mk = last.key;
@@ -65,11 +68,36 @@ void *deadline_pop_due(struct deadline_heap *h, uint64_t now_ms, uint32_t *tag)
         h->v[i] = h->v[m];
         i = m;
     }
-    if (n)
-        h->v[i] = last;
+    h->v[i] = last;
+shrink:
     if (h->cap > 1024 && h->len < h->cap / 4) { /* give memory back after a burst */
         h->cap /= 2;
         h->v = xrealloc(h->v, h->cap * sizeof *h->v);
     }
+}
+
+void *deadline_pop_due(struct deadline_heap *h, uint64_t now_ms, uint32_t *tag)
+{
+    if (!h->len || (h->v[0].key >> TAG_BITS) > now_ms)
+        return NULL;
+    void *item = h->v[0].item;
+    *tag = (uint32_t)(h->v[0].key & DEADLINE_TAG_MAX);
+    fill_hole(h, 0);
+    return item;
+}
+
+size_t deadline_find(const struct deadline_heap *h, uint64_t due_ms, uint32_t tag)
+{
+    uint64_t key = (due_ms << TAG_BITS) | (tag & DEADLINE_TAG_MAX);
+    for (size_t i = 0; i < h->len; i++)
+        if (h->v[i].key == key)
+            return i;
+    return DEADLINE_NONE;
+}
+
+void *deadline_remove(struct deadline_heap *h, size_t i)
+{
+    void *item = h->v[i].item;
+    fill_hole(h, i);
     return item;
 }

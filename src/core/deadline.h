@@ -37,5 +37,11 @@ int deadline_peek(const struct deadline_heap *h, uint64_t *due_ms);
  * at or before now_ms; NULL otherwise. */
 void *deadline_pop_due(struct deadline_heap *h, uint64_t now_ms, uint32_t *tag);
 static inline size_t deadline_len(const struct deadline_heap *h) { return h->len; }
+#define DEADLINE_NONE ((size_t)-1)
+/* Where the entry with this due time and tag is (a linear scan), or
+ * DEADLINE_NONE. */
+size_t deadline_find(const struct deadline_heap *h, uint64_t due_ms, uint32_t tag);
+/* Removes the entry at i (from deadline_find) and returns its item. */
+void *deadline_remove(struct deadline_heap *h, size_t i);
 
 #endif

@@ -672,7 +672,8 @@ static void append(struct op **head, struct op **tail, struct op *op)
  * a page takes all of its tasks' outcomes in one write. An outcome is held
  * until its task is hold_ms old (ids carry their creation time: runner.c),
  * or until the writer has seen no submission for hold_quiet_ms, an API
- * operation arrives, HOLD_MAX are held, or the store stops. Only terminal
+ * operation concerns it (a list: all of them), HOLD_MAX are held, or the
+ * store stops. Only terminal
  * updates are held (one per task, the last), so a task's updates keep
  * their order. Held outcomes are not on disk: a crash re-runs their tasks,
  * and their callbacks come again (at least once, as the contract says). */
@@ -698,11 +699,15 @@ static uint64_t held_wait_ms(struct store *s)
 }
 
 /* Appends up to max updates to head/tail: the non-terminal ones in their
- * order, then held outcomes that may go (all of them when all is set). */
+ * order, then held outcomes that may go (all of them when all is set). A
+ * max of 0 takes the non-terminal ones only, all of them. */
 static size_t take_updates(struct store *s, struct op **head, struct op **tail, size_t max,
                            int all)
 {
     size_t n = 0;
+    int fifo_only = max == 0;
+    if (fifo_only)
+        max = SIZE_MAX;
     while (n < max && s->upd_head) {
         struct op *op = s->upd_head;
         s->upd_head = op->next;
@@ -712,7 +717,7 @@ static size_t take_updates(struct store *s, struct op **head, struct op **tail, 
         n++;
     }
     uint32_t tag;
-    while (n < max && held_releasable(s, all)) {
+    while (!fifo_only && n < max && held_releasable(s, all)) {
         append(head, tail, deadline_pop_due(&s->held, UINT64_MAX >> 21, &tag));
         n++;
     }
@@ -727,7 +732,7 @@ static size_t take_updates(struct store *s, struct op **head, struct op **tail, 
  * outcomes) and are written in bounded numbers: with the submissions (see
  * take below), or UPDATE_SLICE at a time when none is waiting. A read or
  * change asked through the API (get, list, cancel, retry) runs after every
- * update held back, as it would have in queue order. */
+ * update held back that concerns it, as it would have in queue order. */
 static struct op *next_work(struct store *s, struct op *ops, int stopping)
 {
     struct op *sub = NULL, *sub_tail = NULL, *other = NULL, *other_tail = NULL;
@@ -748,21 +753,35 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
     }
     if (sub)
         s->last_sub_ms = util_now_ms();
-    if (other) { /* submissions, then every update held back, then the API's ops */
-        take_updates(s, &sub, &sub_tail, SIZE_MAX, 1);
-        if (sub_tail)
-            sub_tail->next = other;
-        else
-            sub = other;
-        return sub;
-    }
     /* with submissions, as many held-back updates as there are submissions
      * (at least UPDATE_SLICE / 4): under a steady load updates are written
      * as fast as they come, and an acknowledgement waits behind at most as
      * many of them as there are submissions in its transaction */
     size_t take = sub ? (nsub > UPDATE_SLICE / 4 ? nsub : UPDATE_SLICE / 4) : UPDATE_SLICE;
     int all = stopping || util_now_ms() - s->last_sub_ms >= s->cfg.hold_quiet_ms;
+    if (other) /* every non-terminal update: the API's ops come after them */
+        take_updates(s, &sub, &sub_tail, 0, 0);
     take_updates(s, &sub, &sub_tail, take, all);
+    if (!other)
+        return sub;
+    /* then the outcomes the API's ops are about: a list wants them all, a get,
+     * cancel or retry only its task's (written with it: not every held one,
+     * which under load would stall everything behind one status poll) */
+    int list = 0;
+    for (struct op *op = other; op; op = op->next)
+        list |= op->kind == OP_LIST;
+    if (list)
+        take_updates(s, &sub, &sub_tail, SIZE_MAX, 1);
+    else
+        for (struct op *op = other; op; op = op->next) {
+            size_t at = deadline_find(&s->held, op->id >> 20, (uint32_t)(op->id & DEADLINE_TAG_MAX));
+            if (at != DEADLINE_NONE)
+                append(&sub, &sub_tail, deadline_remove(&s->held, at));
+        }
+    if (sub_tail)
+        sub_tail->next = other;
+    else
+        sub = other;
     return sub;
 }
 

@@ -62,9 +62,49 @@ static void test_random_many(void **state)
     deadline_free(&h);
 }
 
+/* Entries taken out of the middle: found by key, gone afterwards, and the
+ * rest still pops in order (both directions of the moved entry occur). */
+static void test_find_and_remove(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    static uint64_t keys[N];
+    static int removed[N];
+    struct deadline_heap h;
+    deadline_init(&h);
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        keys[i] = (uint64_t)(rand() % 100000) * 4096 + (uint64_t)i; /* distinct */
+        deadline_push(&h, keys[i] >> 20, &keys[i], (uint32_t)(keys[i] & DEADLINE_TAG_MAX));
+    }
+    assert_int_equal(deadline_find(&h, 1ull << 40, 0), DEADLINE_NONE);
+    for (int i = 0; i < N; i += 3) {
+        size_t at = deadline_find(&h, keys[i] >> 20, (uint32_t)(keys[i] & DEADLINE_TAG_MAX));
+        assert_int_not_equal(at, DEADLINE_NONE);
+        assert_ptr_equal(deadline_remove(&h, at), &keys[i]);
+        removed[i] = 1;
+        assert_int_equal(deadline_find(&h, keys[i] >> 20, (uint32_t)(keys[i] & DEADLINE_TAG_MAX)),
+                         DEADLINE_NONE);
+    }
+    assert_int_equal(deadline_len(&h), N - (N + 2) / 3);
+    uint64_t prev = 0;
+    uint32_t tag;
+    size_t n = 0;
+    uint64_t *k;
+    while ((k = deadline_pop_due(&h, UINT64_MAX >> 21, &tag)) != NULL) {
+        assert_false(removed[k - keys]);
+        assert_true(*k >= prev);
+        prev = *k;
+        n++;
+    }
+    assert_int_equal(n, N - (N + 2) / 3);
+    deadline_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_order),
-                                       cmocka_unit_test(test_random_many)};
+                                       cmocka_unit_test(test_random_many),
+                                       cmocka_unit_test(test_find_and_remove)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

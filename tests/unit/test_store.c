@@ -122,6 +122,20 @@ static struct answer get(struct store *s, uint64_t id)
     return a;
 }
 
+/* Lists the tasks in state: exactly one, id. */
+static void list_expect_one(struct store *s, int state, uint64_t id)
+{
+    struct answer a = {0};
+    struct store_list_query q = {state, NULL, 0, 10};
+    store_list(s, inbox, &q, on_list, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.v[0].id, id);
+    assert_int_equal(a.v[0].state, state);
+    answer_free(&a);
+}
+
 /* ids as the service makes them: time-ordered (ms << 20), so purge leaves them */
 static uint64_t id_base;
 #define ID(n) (id_base + (n))
@@ -256,21 +270,9 @@ static void test_submit_and_transitions(void **state)
     assert_int_equal(a.v[1].id, ID(100));
     assert_int_equal(a.cursor, 0);
     answer_free(&a);
-    struct store_list_query by_state = {STATE_CANCELLED, NULL, 0, 10};
-    store_list(s, inbox, &by_state, on_list, &a);
-    wait_for(&a);
-    assert_int_equal(a.n, 1);
-    assert_int_equal(a.v[0].id, ID(103));
-    answer_free(&a);
+    list_expect_one(s, STATE_CANCELLED, ID(103));
     /* succeeded tasks are not in the state index: listed by a walk of the table */
-    struct store_list_query ok_state = {STATE_SUCCEEDED, NULL, 0, 10};
-    store_list(s, inbox, &ok_state, on_list, &a);
-    wait_for(&a);
-    assert_int_equal(a.status, STORE_OK);
-    assert_int_equal(a.n, 1);
-    assert_int_equal(a.v[0].id, ID(100));
-    assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
-    answer_free(&a);
+    list_expect_one(s, STATE_SUCCEEDED, ID(100));
     struct store_list_query by_rid = {-1, "\"r1\"", 0, 10};
     store_list(s, inbox, &by_rid, on_list, &a);
     wait_for(&a);
@@ -439,6 +441,11 @@ static void test_outcomes_held_until_read_or_close(void **state)
     struct store_change c2 = {ID(2), STATE_FAILED, 3, 0, "gone", NULL, 1};
     store_update(s, inbox, &c2);
     assert_int_equal(submit(s, ID(3), "\"h3\"", P1, NULL), STORE_OK);
+    /* a read of another task writes only that task's outcome: h2's stays held */
+    g = get(s, ID(3));
+    assert_int_equal(g.v[0].state, STATE_RUNNING);
+    answer_free(&g);
+    assert_int_equal(state_on_disk(ID(2)), STATE_RUNNING);
     /* h2 and h3 are active as written, but h2 has ended: room for one more */
     assert_int_equal(submit(s, ID(4), "\"h4\"", P1, NULL), STORE_OK);
     assert_int_equal(submit(s, ID(5), "\"h5\"", P1, NULL), STORE_E_FULL);
@@ -450,6 +457,35 @@ static void test_outcomes_held_until_read_or_close(void **state)
     count_recovered = 0;
     assert_int_equal(store_recover(s, each, NULL), 2); /* h3 and h4 */
     close_store(s);
+}
+
+/* A cancel sees its task's held outcome (the task has ended: 409), and a
+ * list writes every held outcome first. */
+static void test_held_outcomes_and_the_task_api(void **state)
+{
+    (void)state;
+    unlink(path);
+    tune.hold_ms = tune.quiet_ms = 600000;
+    struct store *s = open_store(100, 86400000);
+    assert_int_equal(submit(s, ID(1), "\"a1\"", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(2), "\"a2\"", P1, NULL), STORE_OK);
+    struct store_change c1 = {ID(1), STATE_SUCCEEDED, 1, 0, NULL, "[]", 1};
+    store_update(s, inbox, &c1);
+    struct store_change c2 = {ID(2), STATE_FAILED, 2, 0, "nope", NULL, 1};
+    store_update(s, inbox, &c2);
+    assert_int_equal(submit(s, ID(3), "\"a3\"", P1, NULL), STORE_OK);
+    assert_int_equal(state_on_disk(ID(1)), STATE_RUNNING);
+    struct answer a = {0};
+    store_cancel(s, inbox, ID(1), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_E_STATE);
+    assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
+    answer_free(&a);
+    assert_int_equal(state_on_disk(ID(2)), STATE_RUNNING); /* still held */
+    list_expect_one(s, STATE_FAILED, ID(2));
+    assert_int_equal(active_now(s), 1);
+    close_store(s);
+    memset(&tune, 0, sizeof tune);
 }
 
 /* Held outcomes go by themselves: when their task is hold_ms old, and when
@@ -726,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_batching_and_held_back_updates),
         cmocka_unit_test(test_ops_from_timers_are_not_held),
         cmocka_unit_test(test_outcomes_held_until_read_or_close),
+        cmocka_unit_test(test_held_outcomes_and_the_task_api),
         cmocka_unit_test(test_outcomes_released_when_due_or_quiet),
         cmocka_unit_test(test_wal_stays_short_under_load),
         cmocka_unit_test(test_checkpointer_rewinds_the_wal),

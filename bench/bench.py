@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -65,6 +66,50 @@ def proc_status(pid, field):
     except OSError:
         pass
     return 0
+
+
+def tree_cpu_s(pid):
+    """CPU seconds (user + system) of a process and its direct children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def children_cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class CpuWindow:
+    """Where the CPU went while a load ran: the system under test, the
+    stand-in main service (when given), the load generator (the child
+    reaped in the window), and how busy the machine was."""
+
+    def __init__(self, svc_pid, recv_pid=None):
+        self.pids = (svc_pid, recv_pid)
+        self.t0 = time.monotonic()
+        self.svc0 = tree_cpu_s(svc_pid)
+        self.recv0 = tree_cpu_s(recv_pid) if recv_pid else 0.0
+        self.gen0 = children_cpu_s()
+
+    def per_request_us(self, requests):
+        wall = time.monotonic() - self.t0
+        svc = tree_cpu_s(self.pids[0]) - self.svc0
+        recv = tree_cpu_s(self.pids[1]) - self.recv0 if self.pids[1] else 0.0
+        gen = children_cpu_s() - self.gen0
+        n = max(requests, 1)
+        return {"svc_us": svc / n * 1e6, "recv_us": recv / n * 1e6, "gen_us": gen / n * 1e6,
+                "busy": (svc + recv + gen) / (wall * (os.cpu_count() or 1))}
 
 
 class Service:
@@ -204,7 +249,9 @@ def m_accept(system, start, recv, a, conns, results):
         svc, port = start()
         try:
             before = recv.stats()["distinct"]
+            cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
             w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, f"acc-{system}-{conns}-{r}")
+            w.update(cpu.per_request_us(w["requests"]))
             accepted = w["requests"] - w["non2xx"]
             st, _ = recv.wait_settled(before + accepted, timeout=a.settle)
             w["callbacks"] = st["distinct"] - before
@@ -310,6 +357,17 @@ def report(results, a):
                 ratios.append(f"{s}/reference = {acc[s] / acc['reference']:.0f}x")
         if ratios:
             lines.append("ratios (same run): " + ", ".join(ratios))
+        cpu = []
+        for s in sysnames:
+            runs = results[key].get(s)
+            if runs and med(runs, "svc_us") is not None:
+                part = f"{s} {fmt(med(runs, 'svc_us'))}"
+                if s != "floor":
+                    part += f" + main service {fmt(med(runs, 'recv_us'))}"
+                cpu.append(part + f" + wrk {fmt(med(runs, 'gen_us'))} us"
+                           f" (machine {med(runs, 'busy') * 100:.0f}% busy)")
+        if cpu:
+            lines.append("CPU per request: " + "; ".join(cpu))
     if results["burst"]:
         lines.append(f"\nburst at c=256, latency {a.latency} s (median of {a.runs})")
         lines.append(f"{'system':34} {'N':>8} {'submit s':>9} {'all cb s':>9} {'lost':>6} {'dups':>6} "
@@ -408,7 +466,10 @@ def main():
                     for r in range(a.runs):
                         svc, port = start_floor(tmp)
                         try:
-                            runs.append(wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, "floor"))
+                            cpu = CpuWindow(svc.p.pid)
+                            w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, "floor")
+                            w.update(cpu.per_request_us(w["requests"]))
+                            runs.append(w)
                         finally:
                             svc.stop()
                     results[f"accept_c{conns}"]["floor"] = runs

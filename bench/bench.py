@@ -305,12 +305,13 @@ def m_e2e(system, start, recv, a, results):
         svc, port = start()
         try:
             before = recv.stats()["distinct"]
-            t0 = time.monotonic()
+            cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
             w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, 64, f"e2e-{system}-{r}")
+            use = cpu.per_request_us(w["requests"])
             st, last = recv.wait_settled(before + w["requests"] - w["non2xx"], timeout=a.settle)
             done = st["distinct"] - before
             runs.append({"completed": done, "completed_per_s": done / max(a.seconds, last),
-                         "accept_rps": w["rps"]})
+                         "accept_rps": w["rps"], **use})
         finally:
             svc.stop()
     results["e2e"][system] = runs
@@ -389,7 +390,9 @@ def report(results, a):
         lines.append(f"\nend to end, --latency 0-0, wrk c=64 {a.seconds}s (median of {a.runs})")
         for s, runs in results["e2e"].items():
             lines.append(f"{label[s]:34} {fmt(med(runs, 'completed_per_s'))} completed tasks/s "
-                         f"(accept {fmt(med(runs, 'accept_rps'))} req/s)")
+                         f"(accept {fmt(med(runs, 'accept_rps'))} req/s; CPU per task: service "
+                         f"{fmt(med(runs, 'svc_us'))} + main service {fmt(med(runs, 'recv_us'))} + "
+                         f"wrk {fmt(med(runs, 'gen_us'))} us, machine {med(runs, 'busy') * 100:.0f}% busy)")
     us = results["machine"].get("fdatasync_us")
     if us:
         lines.append(f"\nfdatasync of a 16 KiB append here: {us:.0f} us (median); with synchronous=FULL "

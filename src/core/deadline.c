@@ -48,28 +48,27 @@ int deadline_peek(const struct deadline_heap *h, uint64_t *due_ms)
 /* Fills the hole at i with the last entry, moved up or down to its place. */
 static void fill_hole(struct deadline_heap *h, size_t i)
 {
-    struct deadline_entry last = h->v[--h->len];
-    size_t n = h->len;
-    if (i == n)
-        goto shrink;
-    while (i > 0 && h->v[(i - 1) / 2].key > last.key) { /* up: only after a removal */
-        h->v[i] = h->v[(i - 1) / 2];
-        i = (i - 1) / 2;
+    size_t n = --h->len;
+    struct deadline_entry last = h->v[n];
+    if (i < n) { /* else the hole was the last entry itself */
+        while (i > 0 && h->v[(i - 1) / 2].key > last.key) { /* up: only after a removal */
+            h->v[i] = h->v[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        for (;;) {
+            size_t l = 2 * i + 1, r = l + 1, m = i;
+            uint64_t mk = last.key;
+            if (l < n && h->v[l].key < mk)
+                m = l, mk = h->v[l].key;
+            if (r < n && h->v[r].key < mk)
+                m = r;
+            if (m == i)
+                break;
+            h->v[i] = h->v[m];
+            i = m;
+        }
+        h->v[i] = last;
     }
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        uint64_t mk = last.key;
-        if (l < n && h->v[l].key < mk)
-            m = l, mk = h->v[l].key;
-        if (r < n && h->v[r].key < mk)
-            m = r;
-        if (m == i)
-            break;
-        h->v[i] = h->v[m];
-        i = m;
-    }
-    h->v[i] = last;
-shrink:
     if (h->cap > 1024 && h->len < h->cap / 4) { /* give memory back after a burst */
         h->cap /= 2;
         h->v = xrealloc(h->v, h->cap * sizeof *h->v);

@@ -69,7 +69,6 @@ struct store {
     uv_sem_t ckpt_stop;
     _Atomic uint64_t ckpt_passes; /* checkpoints the checkpointer has run */
     uint64_t ckpt_seen;           /* writer thread only: passes when it last caught up */
-    int wal_frames;               /* writer thread only: frames in the WAL after its commit */
     uv_mutex_t lock;
     uv_cond_t cond;
     struct op *head, *tail;
@@ -330,7 +329,7 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
         op->status = STORE_E_IO;
         return;
     }
-    /* held outcomes (see held_releasable) end their tasks: they take no room */
+    /* held outcomes (see take_held) end their tasks: they take no room */
     uint64_t active = s->active + (uint64_t)*active_delta, held = deadline_len(&s->held);
     if (active - (held < active ? held : active) >= s->cfg.max_active) {
         op->status = STORE_E_FULL;
@@ -617,7 +616,6 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int frames)
     (void)db;
     (void)name;
     struct store *s = arg;
-    s->wal_frames = frames;
     atomic_store_explicit(&s->stat_wal_frames, (uint64_t)frames, memory_order_relaxed);
     return SQLITE_OK;
 }
@@ -631,7 +629,8 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int frames)
  * transactions: a short copy, after which its next commit rewinds the WAL. */
 static void wal_catch_up(struct store *s)
 {
-    if (s->memory || s->wal_frames < (int)s->wal_max_frames)
+    if (s->memory ||
+        atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed) < s->wal_max_frames)
         return;
     if (s->ckpt_db) {
         uint64_t passes = atomic_load(&s->ckpt_passes);
@@ -639,11 +638,7 @@ static void wal_catch_up(struct store *s)
             return;
         s->ckpt_seen = passes;
     }
-    int log = 0, done = 0;
-    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
-            SQLITE_OK &&
-        log == done)
-        s->wal_frames = 0;
+    sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     atomic_fetch_add(&s->stat_catch_ups, 1);
 }
 
@@ -665,26 +660,49 @@ static void append(struct op **head, struct op **tail, struct op *op)
     *tail = op;
 }
 
+/* Appends up to max non-terminal updates to head/tail, in their order. */
+static size_t take_fifo(struct store *s, struct op **head, struct op **tail, size_t max)
+{
+    size_t n = 0;
+    while (n < max && s->upd_head) {
+        struct op *op = s->upd_head;
+        s->upd_head = op->next;
+        if (!s->upd_head)
+            s->upd_tail = NULL;
+        append(head, tail, op);
+        n++;
+    }
+    return n;
+}
+
+/* A due time past every task id's creation time: all held outcomes are due. */
+#define HELD_ALL (UINT64_MAX >> 21)
+
 /* Outcomes (terminal updates) are held back and written in task-id order,
  * a range of ids at a time: a task's row sits on the page of the tasks
  * submitted with it, so written as they come (latencies spread over
  * seconds) each outcome dirtied pages of its own, and written by id range
  * a page takes all of its tasks' outcomes in one write. An outcome is held
- * until its task is hold_ms old (ids carry their creation time: runner.c),
- * or until the writer has seen no submission for hold_quiet_ms, an API
- * operation concerns it (a list: all of them), HOLD_MAX are held, or the
- * store stops. Only terminal
+ * (in a heap keyed by the task id, whose high bits are its creation time in
+ * ms: runner.c) until its task is hold_ms old, or until the writer has seen
+ * no submission for hold_quiet_ms, an API operation concerns it (a list:
+ * all of them), HOLD_MAX are held, or the store stops. Only terminal
  * updates are held (one per task, the last), so a task's updates keep
  * their order. Held outcomes are not on disk: a crash re-runs their tasks,
- * and their callbacks come again (at least once, as the contract says). */
-static int held_releasable(struct store *s, int all)
+ * and their callbacks come again (at least once, as the contract says).
+ * Appends up to max of those that may go, lowest ids first (all of them
+ * when all is set). */
+static void take_held(struct store *s, struct op **head, struct op **tail, size_t max, int all)
 {
-    uint64_t top;
-    if (deadline_peek(&s->held, &top) != 0)
-        return 0;
-    if (all || deadline_len(&s->held) > HOLD_MAX)
-        return 1;
-    return top + s->cfg.hold_ms <= util_wall_ms();
+    uint64_t due = all ? HELD_ALL : util_wall_ms() - s->cfg.hold_ms;
+    uint32_t tag;
+    for (size_t n = 0; n < max; n++) {
+        struct op *op = deadline_pop_due(&s->held,
+                                         deadline_len(&s->held) > HOLD_MAX ? HELD_ALL : due, &tag);
+        if (!op)
+            break;
+        append(head, tail, op);
+    }
 }
 
 /* Milliseconds until the writer must release held outcomes (0: now). */
@@ -698,37 +716,11 @@ static uint64_t held_wait_ms(struct store *s)
     return quiet - now < due - wall ? quiet - now : due - wall;
 }
 
-/* Appends up to max updates to head/tail: the non-terminal ones in their
- * order, then held outcomes that may go (all of them when all is set). A
- * max of 0 takes the non-terminal ones only, all of them. */
-static size_t take_updates(struct store *s, struct op **head, struct op **tail, size_t max,
-                           int all)
-{
-    size_t n = 0;
-    int fifo_only = max == 0;
-    if (fifo_only)
-        max = SIZE_MAX;
-    while (n < max && s->upd_head) {
-        struct op *op = s->upd_head;
-        s->upd_head = op->next;
-        if (!s->upd_head)
-            s->upd_tail = NULL;
-        append(head, tail, op);
-        n++;
-    }
-    uint32_t tag;
-    while (!fifo_only && n < max && held_releasable(s, all)) {
-        append(head, tail, deadline_pop_due(&s->held, UINT64_MAX >> 21, &tag));
-        n++;
-    }
-    return n;
-}
-
 /* What the next transaction runs, from what was just queued (ops, in
  * order) and the updates held back. Submissions do not wait behind a pile
  * of updates: nobody waits for an update, and a submission never concerns
  * a task an update is about (a task starts only after its insert is
- * committed), so updates stay with the writer (see held_releasable for the
+ * committed), so updates stay with the writer (see take_held for the
  * outcomes) and are written in bounded numbers: with the submissions (see
  * take below), or UPDATE_SLICE at a time when none is waiting. A read or
  * change asked through the API (get, list, cancel, retry) runs after every
@@ -759,20 +751,18 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
      * many of them as there are submissions in its transaction */
     size_t take = sub ? (nsub > UPDATE_SLICE / 4 ? nsub : UPDATE_SLICE / 4) : UPDATE_SLICE;
     int all = stopping || util_now_ms() - s->last_sub_ms >= s->cfg.hold_quiet_ms;
-    if (other) /* every non-terminal update: the API's ops come after them */
-        take_updates(s, &sub, &sub_tail, 0, 0);
-    take_updates(s, &sub, &sub_tail, take, all);
-    if (!other)
-        return sub;
-    /* then the outcomes the API's ops are about: a list wants them all, a get,
-     * cancel or retry only its task's (written with it: not every held one,
-     * which under load would stall everything behind one status poll) */
+    /* the API's ops come after every non-terminal update, and after the
+     * outcomes they are about: a list wants them all, a get, cancel or retry
+     * only its task's (not every held one, which under load would stall
+     * everything behind one status poll) */
     int list = 0;
     for (struct op *op = other; op; op = op->next)
         list |= op->kind == OP_LIST;
-    if (list)
-        take_updates(s, &sub, &sub_tail, SIZE_MAX, 1);
-    else
+    size_t n = take_fifo(s, &sub, &sub_tail, other ? SIZE_MAX : take);
+    take_held(s, &sub, &sub_tail, list ? SIZE_MAX : (n < take ? take - n : 0), all || list);
+    if (!other)
+        return sub;
+    if (!list)
         for (struct op *op = other; op; op = op->next) {
             size_t at = deadline_find(&s->held, op->id >> 20, (uint32_t)(op->id & DEADLINE_TAG_MAX));
             if (at != DEADLINE_NONE)

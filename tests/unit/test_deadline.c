@@ -87,6 +87,11 @@ static void test_find_and_remove(void **state)
                          DEADLINE_NONE);
     }
     assert_int_equal(deadline_len(&h), N - (N + 2) / 3);
+    /* the last entry itself: no entry moves */
+    uint64_t *tail = h.v[h.len - 1].item;
+    assert_ptr_equal(deadline_remove(&h, h.len - 1), tail);
+    removed[tail - keys] = 1;
+    assert_int_equal(deadline_len(&h), N - (N + 2) / 3 - 1);
     uint64_t prev = 0;
     uint32_t tag;
     size_t n = 0;
@@ -97,7 +102,7 @@ static void test_find_and_remove(void **state)
         prev = *k;
         n++;
     }
-    assert_int_equal(n, N - (N + 2) / 3);
+    assert_int_equal(n, N - (N + 2) / 3 - 1);
     deadline_free(&h);
 }
 

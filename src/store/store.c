@@ -83,7 +83,7 @@ struct store {
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
         *st_purge, *st_list[5], *st_begin, *st_commit;
     _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged, stat_catch_ups,
-        stat_held, stat_wal_frames;
+        stat_held, stat_wal_frames, stat_cache_bytes;
     uint64_t wal_max_frames;
     _Atomic int fault_full;
     /* ids cancelled by this process, for runners to drop */
@@ -805,6 +805,9 @@ static void writer_main(void *arg)
         if (ops) {
             run_batch(s, ops);
             wal_catch_up(s);
+            int used = 0, high = 0;
+            sqlite3_db_status(s->db, SQLITE_DBSTATUS_CACHE_USED, &used, &high, 0);
+            atomic_store_explicit(&s->stat_cache_bytes, (uint64_t)used, memory_order_relaxed);
         } else if (!stopping) {
             if (step_once(s->st_begin) == SQLITE_OK) {
                 purge(s);
@@ -1056,6 +1059,7 @@ void store_stats_read(struct store *s, struct store_stats *out)
     out->wal_catch_ups = atomic_load_explicit(&s->stat_catch_ups, memory_order_relaxed);
     out->held = atomic_load_explicit(&s->stat_held, memory_order_relaxed);
     out->wal_frames = atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed);
+    out->cache_bytes = atomic_load_explicit(&s->stat_cache_bytes, memory_order_relaxed);
     out->checkpoints = atomic_load_explicit(&s->ckpt_passes, memory_order_relaxed);
 }
 
@@ -1065,6 +1069,25 @@ void store_fault_set_full(struct store *s, int on)
 }
 
 /* ---- open, recover, close ---- */
+
+/* The page cache, per connection. Small on purpose: when a B-tree balance
+ * reorders sibling pages, SQLite renumbers one through a page number past 1 GiB
+ * (the lock-byte page), and at the end of that transaction the page cache
+ * drops "every page past the end of the database" by walking its whole hash
+ * table and every cached page. Under load most commits do so, so the cost of
+ * a commit grows with the cache: 64 MiB cost the writer ~25 us per task,
+ * 8 MiB ~18 (docs/PERFORMANCE.md). 8 MiB still holds the pages a commit
+ * touches: the newest tasks and those whose outcomes are written (held up to
+ * hold_ms, ~4 s of tasks at the default latency). */
+#define STORE_CACHE_KIB 8192
+/* The memory store is SQLite's memdb VFS, private to its connection (the name
+ * has no leading '/'): the pages live in the VFS's buffer and the page cache
+ * above stays bounded. With ":memory:" every page lived in the page cache
+ * itself and the walk above covered the whole database at every commit. */
+#define MEMORY_DB_URI "file:exchanged-memory?vfs=memdb"
+/* memdb refuses to grow past 1 GiB by default; the memory store is bounded by
+ * --max-active-tasks and retention instead */
+#define MEMORY_DB_MAX_BYTES ((sqlite3_int64)1 << 40)
 
 struct store *store_open(const struct store_config *cfg, char *err, size_t errlen)
 {
@@ -1076,7 +1099,7 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     const char *path;
     if (!strcmp(cfg->spec, "memory")) {
         s->memory = 1;
-        path = ":memory:";
+        path = MEMORY_DB_URI;
     } else if (!strncmp(cfg->spec, "sqlite:", 7) && cfg->spec[7]) {
         path = cfg->spec + 7;
     } else {
@@ -1088,11 +1111,17 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
      * Only possible before SQLite starts; a later store_open finds it done. */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                 (s->memory ? SQLITE_OPEN_URI : 0),
+                             NULL);
     char why[256] = "";
     if (rc != SQLITE_OK) {
         snprintf(why, sizeof why, "%s", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         goto fail;
+    }
+    if (s->memory) {
+        sqlite3_int64 limit = MEMORY_DB_MAX_BYTES;
+        sqlite3_file_control(s->db, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
     }
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
@@ -1101,8 +1130,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     char pragma[200];
     snprintf(pragma, sizeof pragma,
              "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;"
-             " PRAGMA cache_size=-65536;",
-             s->memory ? "MEMORY" : "WAL", s->memory ? "OFF" : cfg->sync);
+             " PRAGMA cache_size=-%d;",
+             s->memory ? "MEMORY" : "WAL", s->memory ? "OFF" : cfg->sync, STORE_CACHE_KIB);
     if (exec(s->db, pragma, why, sizeof why) || migrate(s->db, why, sizeof why) ||
         prepare_all(s, why, sizeof why))
         goto fail;

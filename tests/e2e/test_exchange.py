@@ -174,6 +174,7 @@ def test_many_callbacks_all_arrive(start_service, main_service):
         assert time.monotonic() < deadline, store
         time.sleep(0.02)
     assert store["wal_frames"] > 0
+    assert 0 < store["cache_bytes"] <= 9 * 1024 * 1024
 
 
 def test_sigterm_answers_request_under_way_and_exits_promptly(start_service):

@@ -32,6 +32,10 @@ struct task {
 /* The heap tag of a task waiting for its next delivery attempt (bills use
  * their index, which is below LIMIT_BILLS). */
 #define TAG_DELIVER DEADLINE_TAG_MAX
+/* The tag of a task whose bills are all computed at once: without the bill
+ * log nothing tells one bill's end from another's, so a task takes one heap
+ * entry, due when its slowest bill is, instead of one per bill. */
+#define TAG_ALL_BILLS (DEADLINE_TAG_MAX - 1)
 
 struct runner {
     uv_loop_t *loop;
@@ -314,6 +318,11 @@ static void on_timer(uv_timer_t *tm)
             deliver(t);
             continue;
         }
+        if (idx == TAG_ALL_BILLS) {
+            t->pending = 0;
+            task_computed(t);
+            continue;
+        }
         if (r->cfg.bill_log)
             bill_log(t, idx);
         if (--t->pending == 0)
@@ -341,8 +350,17 @@ static struct task *task_new(struct runner *r, struct exchange *ex, enum task_ki
 static void schedule_bills(struct runner *r, struct task *t)
 {
     uint64_t now = uv_now(r->loop);
-    for (uint32_t i = 0; i < t->ex->nbills; i++)
-        deadline_push(&r->heap, now + latency(r), t, i);
+    if (r->cfg.bill_log) {
+        for (uint32_t i = 0; i < t->ex->nbills; i++)
+            deadline_push(&r->heap, now + latency(r), t, i);
+    } else {
+        uint64_t slowest = 0;
+        for (uint32_t i = 0; i < t->ex->nbills; i++) {
+            uint64_t d = latency(r);
+            slowest = d > slowest ? d : slowest;
+        }
+        deadline_push(&r->heap, now + slowest, t, TAG_ALL_BILLS);
+    }
     arm(r);
 }
 

@@ -65,6 +65,24 @@ def test_ten_bills_run_concurrently(start_service, main_service):
     assert [b["subtotal_rub"] for b in got["breakdown"]] == [1.5 * i * 2 for i in range(10)]
 
 
+def test_without_bill_log_a_task_ends_with_its_slowest_bill(start_service, main_service):
+    # without the bill log a task waits once, for the slowest of its bills' delays
+    svc = start_service("--latency", "0.5-1.5", "--bill-log", "0")
+    body = {"request_id": "slowest", "exchange_rate": 2,
+            "bills": [{"denomination_id": i, "denomination": 1.5, "count": i} for i in range(20)]}
+    t0 = time.monotonic()
+    assert request(svc.port, "POST", "/api/exchange_async", body)[0] == 200
+    line = main_service.out.wait(r"^result (.*)$", timeout=15)[0]
+    elapsed = time.monotonic() - t0
+    # the slowest of 20 delays drawn from 0.5-1.5 s is under 0.9 s once in 10^8;
+    # the fastest is over it once in 200: waiting for any bill but the last fails
+    assert 0.9 <= elapsed < 5.0, elapsed
+    got = json.loads(line.group(1))
+    assert [b["subtotal_rub"] for b in got["breakdown"]] == [1.5 * i * 2 for i in range(20)]
+    svc.stop()
+    assert svc.out.count("Рассчитана") == 0
+
+
 def test_sync_answers_breakdown_and_server_keeps_serving(start_service):
     svc = start_service("--sync-latency", "1")
     result = {}

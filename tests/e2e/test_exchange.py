@@ -50,35 +50,35 @@ def test_integer_request_id_echoed_as_integer(start_service, main_service):
     assert '"subtotal_rub": 0.3}' in line.group(1)
 
 
-def test_ten_bills_run_concurrently(start_service, main_service):
-    svc = start_service("--latency", "1-1")
-    body = {"request_id": "ten", "exchange_rate": 2,
-            "bills": [{"denomination_id": i, "denomination": 1.5, "count": i} for i in range(10)]}
+def post_bills(svc, main_service, n):
+    """Posts one task of n bills (id i, 1.5 x i at rate 2); returns the seconds until
+    its callback arrived and the callback's breakdown, checked against the bills."""
+    body = {"request_id": f"bills-{n}", "exchange_rate": 2,
+            "bills": [{"denomination_id": i, "denomination": 1.5, "count": i} for i in range(n)]}
     t0 = time.monotonic()
     assert request(svc.port, "POST", "/api/exchange_async", body)[0] == 200
     line = main_service.out.wait(r"^result (.*)$", timeout=15)[0]
     elapsed = time.monotonic() - t0
+    got = json.loads(line.group(1))
+    assert [b["denomination_id"] for b in got["breakdown"]] == list(range(n))
+    assert [b["subtotal_rub"] for b in got["breakdown"]] == [1.5 * i * 2 for i in range(n)]
+    return elapsed
+
+
+def test_ten_bills_run_concurrently(start_service, main_service):
+    svc = start_service("--latency", "1-1")
+    elapsed = post_bills(svc, main_service, 10)
     assert elapsed < 5.0, f"ten 1-second bills took {elapsed:.1f}s: not concurrent"
     assert elapsed >= 0.9
-    got = json.loads(line.group(1))
-    assert [b["denomination_id"] for b in got["breakdown"]] == list(range(10))
-    assert [b["subtotal_rub"] for b in got["breakdown"]] == [1.5 * i * 2 for i in range(10)]
 
 
 def test_without_bill_log_a_task_ends_with_its_slowest_bill(start_service, main_service):
     # without the bill log a task waits once, for the slowest of its bills' delays
     svc = start_service("--latency", "0.5-1.5", "--bill-log", "0")
-    body = {"request_id": "slowest", "exchange_rate": 2,
-            "bills": [{"denomination_id": i, "denomination": 1.5, "count": i} for i in range(20)]}
-    t0 = time.monotonic()
-    assert request(svc.port, "POST", "/api/exchange_async", body)[0] == 200
-    line = main_service.out.wait(r"^result (.*)$", timeout=15)[0]
-    elapsed = time.monotonic() - t0
+    elapsed = post_bills(svc, main_service, 20)
     # the slowest of 20 delays drawn from 0.5-1.5 s is under 0.9 s once in 10^8;
-    # the fastest is over it once in 200: waiting for any bill but the last fails
+    # the fastest is over it once in 27,000: waiting for any bill but the last fails
     assert 0.9 <= elapsed < 5.0, elapsed
-    got = json.loads(line.group(1))
-    assert [b["subtotal_rub"] for b in got["breakdown"]] == [1.5 * i * 2 for i in range(20)]
     svc.stop()
     assert svc.out.count("Рассчитана") == 0
 

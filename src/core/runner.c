@@ -24,7 +24,7 @@ struct task {
     uint64_t id;
     uint64_t created_ms;        /* wall clock, for the retry age limit */
     uint64_t delivering_ms;     /* computed at (wall clock), not yet written; 0 once written */
-    uint32_t pending;           /* bills not computed yet */
+    uint32_t pending;           /* its bills' heap entries not yet due */
     uint16_t attempts;          /* callback attempts made */
     uint8_t kind;
 };
@@ -136,6 +136,13 @@ static void task_free(struct task *t)
     free(t);
 }
 
+/* Room for a text about ex in one allocation, as usually needed: fixed parts,
+ * the request id and per_bill bytes a bill (a longer text still grows). */
+static void reserve_for(struct buf *b, const struct exchange *ex, size_t per_bill)
+{
+    buf_reserve(b, 96 + strlen(ex->request_id) + ex->nbills * per_bill);
+}
+
 /* breakdown as json.dumps prints it (", " and ": " separators) or
  * compact as Starlette answers it. */
 static void append_breakdown(struct buf *b, const struct exchange *ex, int compact)
@@ -181,6 +188,7 @@ static void record(struct task *t, int state, int64_t next_attempt_ms, const cha
     struct buf b;
     buf_init(&b);
     if (t->delivering_ms) {
+        reserve_for(&b, t->ex, 64);
         append_breakdown(&b, t->ex, 1);
         c.breakdown = b.data;
         c.delivering_ms = t->delivering_ms;
@@ -252,6 +260,7 @@ static char *callback_body(struct runner *r, const struct task *t, size_t *len)
 {
     struct buf b;
     buf_init(&b);
+    reserve_for(&b, t->ex, 72);
     buf_append_str(&b, r->callback_prefix);
     buf_append_str(&b, t->ex->request_id);
     buf_append_str(&b, ", \"breakdown\": ");
@@ -318,11 +327,6 @@ static void on_timer(uv_timer_t *tm)
             deliver(t);
             continue;
         }
-        if (idx == TAG_ALL_BILLS) {
-            t->pending = 0;
-            task_computed(t);
-            continue;
-        }
         if (r->cfg.bill_log)
             bill_log(t, idx);
         if (--t->pending == 0)
@@ -359,6 +363,7 @@ static void schedule_bills(struct runner *r, struct task *t)
             uint64_t d = latency(r);
             slowest = d > slowest ? d : slowest;
         }
+        t->pending = 1; /* heap entries left */
         deadline_push(&r->heap, now + slowest, t, TAG_ALL_BILLS);
     }
     arm(r);
@@ -401,6 +406,7 @@ char *runner_canonical_payload(const struct exchange *ex)
 {
     struct buf b;
     buf_init(&b);
+    reserve_for(&b, ex, 80);
     char num[MONEY_FMT_MAX];
     money_format_repr(ex->rate, num, sizeof num);
     buf_append_str(&b, "{\"request_id\":");

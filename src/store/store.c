@@ -35,11 +35,14 @@ struct op {
     int state, attempts;
     int64_t next_ms;
     uint64_t delivering_ms;
-    char *s1, *s2, *s3; /* submit: request_id, payload; update: error, breakdown */
+    /* submit: request_id, payload; update: error, breakdown; list: request_id.
+     * Copies kept in text, the op's own allocation; NULL when not given. */
+    const char *s1, *s2;
     struct store_list_query q;
     struct task_view *views;
     size_t nviews;
     uint64_t cursor;
+    char text[];
 };
 
 struct store_inbox {
@@ -107,11 +110,6 @@ int task_state_parse(const char *name, size_t len)
         if (strlen(state_names[i]) == len && !memcmp(state_names[i], name, len))
             return i;
     return -1;
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? xstrndup(s, strlen(s)) : NULL;
 }
 
 void store_view_free(struct task_view *v)
@@ -495,9 +493,6 @@ static void inbox_deliver(struct op *ops)
 
 static void op_free(struct op *op)
 {
-    free(op->s1);
-    free(op->s2);
-    free(op->s3);
     for (size_t i = 0; i < op->nviews; i++)
         store_view_free(&op->views[i]);
     free(op->views);
@@ -952,9 +947,18 @@ void store_inbox_close(struct store_inbox *in)
 
 /* ---- public operations ---- */
 
-static struct op *op_new(enum op_kind kind, struct store_inbox *in, void *cb, void *arg)
+/* A new operation with copies of the strings s1 and s2 (either may be NULL),
+ * all in one allocation. */
+static struct op *op_new(enum op_kind kind, struct store_inbox *in, void *cb, void *arg,
+                         const char *s1, const char *s2)
 {
-    struct op *op = xcalloc(1, sizeof *op);
+    size_t n1 = s1 ? strlen(s1) + 1 : 0, n2 = s2 ? strlen(s2) + 1 : 0;
+    struct op *op = xmalloc(sizeof *op + n1 + n2);
+    memset(op, 0, sizeof *op);
+    if (s1)
+        op->s1 = memcpy(op->text, s1, n1);
+    if (s2)
+        op->s2 = memcpy(op->text + n1, s2, n2);
     op->kind = kind;
     op->inbox = in;
     op->cb = cb;
@@ -967,30 +971,26 @@ static struct op *op_new(enum op_kind kind, struct store_inbox *in, void *cb, vo
 void store_submit(struct store *s, struct store_inbox *in, const struct store_submit *t,
                   store_submit_cb cb, void *arg)
 {
-    struct op *op = op_new(OP_SUBMIT, in, (void *)cb, arg);
+    struct op *op = op_new(OP_SUBMIT, in, (void *)cb, arg, t->request_id, t->payload);
     op->id = t->id;
-    op->s1 = dup_or_null(t->request_id);
-    op->s2 = dup_or_null(t->payload);
     enqueue(s, in, op);
 }
 
 void store_update(struct store *s, struct store_inbox *in, const struct store_change *c)
 {
-    struct op *op = op_new(OP_UPDATE, NULL, NULL, NULL);
+    struct op *op = op_new(OP_UPDATE, NULL, NULL, NULL, c->last_error, c->breakdown);
     op->id = c->id;
     op->state = c->state;
     op->attempts = c->attempts;
     op->next_ms = c->next_attempt_ms;
     op->delivering_ms = c->delivering_ms;
-    op->s1 = dup_or_null(c->last_error);
-    op->s2 = dup_or_null(c->breakdown);
     enqueue(s, in, op);
 }
 
 static void view_op(struct store *s, enum op_kind kind, struct store_inbox *in, uint64_t id,
                     store_view_cb cb, void *arg)
 {
-    struct op *op = op_new(kind, in, (void *)cb, arg);
+    struct op *op = op_new(kind, in, (void *)cb, arg, NULL, NULL);
     op->id = id;
     enqueue(s, in, op);
 }
@@ -1015,13 +1015,12 @@ void store_retry(struct store *s, struct store_inbox *in, uint64_t id, store_vie
 void store_list(struct store *s, struct store_inbox *in, const struct store_list_query *q,
                 store_list_cb cb, void *arg)
 {
-    struct op *op = op_new(OP_LIST, in, (void *)cb, arg);
+    struct op *op = op_new(OP_LIST, in, (void *)cb, arg, q->request_id, NULL);
     op->q = *q;
     if (op->q.limit < 1)
         op->q.limit = 1;
     if (op->q.limit > 500)
         op->q.limit = 500;
-    op->s1 = dup_or_null(q->request_id);
     op->q.request_id = NULL;
     enqueue(s, in, op);
 }

@@ -243,45 +243,54 @@ def have_reference():
 
 # ---- the measurements ----
 
-def m_accept(system, start, recv, a, conns, results):
-    runs = []
-    for r in range(a.runs):
-        svc, port = start()
-        try:
-            before = recv.stats()["distinct"]
-            cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
-            w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, f"acc-{system}-{conns}-{r}")
-            w.update(cpu.per_request_us(w["requests"]))
-            accepted = w["requests"] - w["non2xx"]
-            st, _ = recv.wait_settled(before + accepted, timeout=a.settle)
-            w["callbacks"] = st["distinct"] - before
-            w["lost"] = max(0, accepted - w["callbacks"])
-            runs.append(w)
-        finally:
-            svc.stop()
-    results[f"accept_c{conns}"][system] = runs
+# Each measurement runs once per call; main() takes the systems in turn, run by
+# run (round robin), so that a slow spell of this shared machine falls on every
+# system alike and the ratios of one run compare like with like.
+
+def m_accept(system, start, recv, a, conns, r):
+    svc, port = start()
+    try:
+        before = recv.stats()["distinct"]
+        cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
+        w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, f"acc-{system}-{conns}-{r}")
+        w.update(cpu.per_request_us(w["requests"]))
+        accepted = w["requests"] - w["non2xx"]
+        st, _ = recv.wait_settled(before + accepted, timeout=a.settle)
+        w["callbacks"] = st["distinct"] - before
+        w["lost"] = max(0, accepted - w["callbacks"])
+        return w
+    finally:
+        svc.stop()
 
 
-def m_burst(system, start, recv, n, a, results):
-    runs = []
-    for r in range(a.runs):
-        svc, port = start()
-        try:
-            st0 = recv.stats()
-            t0 = time.monotonic()
-            lg = loadgen(port, n, 256, f"burst-{system}-{r}-{time.monotonic_ns()}")
-            st, _ = recv.wait_settled(st0["distinct"] + lg["ok_2xx"], timeout=a.settle + 120,
-                                      quiet=a.settle)
-            done_s = time.monotonic() - t0
-            lg["all_callbacks_s"] = done_s if st["distinct"] - st0["distinct"] >= lg["ok_2xx"] else None
-            lg["callbacks"] = st["distinct"] - st0["distinct"]
-            lg["lost"] = max(0, lg["ok_2xx"] - lg["callbacks"])
-            lg["duplicates"] = st["duplicates"] - st0["duplicates"]
-            lg["peak_rss_mb"] = proc_status(svc.p.pid, "VmHWM") / 1024
-            runs.append(lg)
-        finally:
-            svc.stop()
-    results["burst"][system] = runs
+def m_floor(tmp, a, conns):
+    svc, port = start_floor(tmp)
+    try:
+        cpu = CpuWindow(svc.p.pid)
+        w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, "floor")
+        w.update(cpu.per_request_us(w["requests"]))
+        return w
+    finally:
+        svc.stop()
+
+
+def m_burst(system, start, recv, n, a, r):
+    svc, port = start()
+    try:
+        st0 = recv.stats()
+        t0 = time.monotonic()
+        lg = loadgen(port, n, 256, f"burst-{system}-{r}-{time.monotonic_ns()}")
+        st, _ = recv.wait_settled(st0["distinct"] + lg["ok_2xx"], timeout=a.settle + 120,
+                                  quiet=a.settle)
+        done_s = time.monotonic() - t0
+        lg["all_callbacks_s"] = done_s if st["distinct"] - st0["distinct"] >= lg["ok_2xx"] else None
+        lg["callbacks"] = st["distinct"] - st0["distinct"]
+        lg["lost"] = max(0, lg["ok_2xx"] - lg["callbacks"])
+        lg["duplicates"] = st["duplicates"] - st0["duplicates"]
+        lg["peak_rss_mb"] = proc_status(svc.p.pid, "VmHWM") / 1024
+        return lg
+    finally:
+        svc.stop()
 
 
 def m_inflight(system, start, n, results):
@@ -299,22 +308,19 @@ def m_inflight(system, start, n, results):
         svc.stop()
 
 
-def m_e2e(system, start, recv, a, results):
-    runs = []
-    for r in range(a.runs):
-        svc, port = start()
-        try:
-            before = recv.stats()["distinct"]
-            cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
-            w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, 64, f"e2e-{system}-{r}")
-            use = cpu.per_request_us(w["requests"])
-            st, last = recv.wait_settled(before + w["requests"] - w["non2xx"], timeout=a.settle)
-            done = st["distinct"] - before
-            runs.append({"completed": done, "completed_per_s": done / max(a.seconds, last),
-                         "accept_rps": w["rps"], **use})
-        finally:
-            svc.stop()
-    results["e2e"][system] = runs
+def m_e2e(system, start, recv, a, r):
+    svc, port = start()
+    try:
+        before = recv.stats()["distinct"]
+        cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
+        w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, 64, f"e2e-{system}-{r}")
+        use = cpu.per_request_us(w["requests"])
+        st, last = recv.wait_settled(before + w["requests"] - w["non2xx"], timeout=a.settle)
+        done = st["distinct"] - before
+        return {"completed": done, "completed_per_s": done / max(a.seconds, last),
+                "accept_rps": w["rps"], **use}
+    finally:
+        svc.stop()
 
 
 # ---- the report ----
@@ -462,33 +468,27 @@ def main():
             systems["reference"] = lambda lat=latency_short: start_reference(tmp, recv, lat)
         if "accept" in only:
             for conns in (64, 256):
-                for name, start in systems.items():
-                    m_accept(name, start, recv, a, conns, results)
-                if floor_ok:
-                    runs = []
-                    for r in range(a.runs):
-                        svc, port = start_floor(tmp)
-                        try:
-                            cpu = CpuWindow(svc.p.pid)
-                            w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, "floor")
-                            w.update(cpu.per_request_us(w["requests"]))
-                            runs.append(w)
-                        finally:
-                            svc.stop()
-                    results[f"accept_c{conns}"]["floor"] = runs
+                table = results[f"accept_c{conns}"]
+                for r in range(a.runs):
+                    for name, start in systems.items():
+                        table.setdefault(name, []).append(m_accept(name, start, recv, a, conns, r))
+                    if floor_ok:
+                        table.setdefault("floor", []).append(m_floor(tmp, a, conns))
         if "burst" in only:
-            for name, start in systems.items():
-                n = a.burst_reference if name == "reference" else a.burst
-                m_burst(name, start, recv, n, a, results)
+            for r in range(a.runs):
+                for name, start in systems.items():
+                    n = a.burst_reference if name == "reference" else a.burst
+                    results["burst"].setdefault(name, []).append(m_burst(name, start, recv, n, a, r))
         if "inflight" in only:
             for name in ("sqlite", "memory"):
                 m_inflight(name, lambda name=name: start_exchanged(name, tmp, recv, "600-600",
                                                                    "inflight-" + name),
                            a.inflight, results)
         if "e2e" in only:
-            for name in ("sqlite", "memory"):
-                m_e2e(name, lambda name=name: start_exchanged(name, tmp, recv, "0-0", "e2e-" + name),
-                      recv, a, results)
+            for r in range(a.runs):
+                for name in ("sqlite", "memory"):
+                    start = lambda name=name: start_exchanged(name, tmp, recv, "0-0", "e2e-" + name)
+                    results["e2e"].setdefault(name, []).append(m_e2e(name, start, recv, a, r))
     finally:
         recv.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,7 +1,8 @@
 /* client: URL parsing; keep-alive reuse, answers read to the close,
  * chunked answers kept truncated, Retry-After (seconds and date), interim
  * 100 answers, the retry of a reused connection the server dropped, and
- * the failures (refused, unresolvable, timeout, malformed, shutting down),
+ * the failures (refused, unresolvable, timeouts while connecting and after,
+ * malformed, shutting down),
  * against a scripted server on the same loop; every handle closes. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <http_parser.h>
 #include <uv.h>
@@ -423,6 +429,63 @@ static void test_refused_unresolvable_and_close(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A listener whose accept queue is full (backlog 0, one connection queued and
+ * never accepted): the kernel drops further SYNs, so a connect to it hangs
+ * until the client gives up. Returns the port; fds[0..1] to close. */
+static int stalled_listener(int fds[2])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fds[0] >= 0);
+    assert_int_equal(bind(fds[0], (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fds[0], 0), 0);
+    assert_int_equal(getsockname(fds[0], (struct sockaddr *)&a, &al), 0);
+    fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fds[1], (struct sockaddr *)&a, sizeof a), 0); /* the one queued */
+    return ntohs(a.sin_port);
+}
+
+/* Which timer ends a connect that never completes: the connect timeout
+ * ("Connection timed out") when it is the shorter, else the request's own
+ * ("Operation timed out ... with 0 bytes received"). */
+static void connect_times_out(uint64_t connect_ms, uint64_t total_ms, const char *expect,
+                              uint64_t at_least_ms)
+{
+    int fds[2];
+    int p = stalled_listener(fds);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", p);
+    struct http_client_config cfg = {url, connect_ms, total_ms, 4};
+    struct http_client *c = http_client_new(&loop, &cfg);
+    struct outcome o;
+    memset(&o, 0, sizeof o);
+    uint64_t t0 = uv_hrtime();
+    http_client_send(c, "PUT", "", "{}", 2, on_done, &o);
+    while (!o.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    uint64_t took_ms = (uv_hrtime() - t0) / 1000000;
+    closed_calls = 0;
+    http_client_close(c, on_closed, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    close(fds[1]);
+    close(fds[0]);
+    assert_int_equal(closed_calls, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(o.status, 0);
+    assert_non_null(strstr(o.error, expect));
+    assert_true(took_ms >= at_least_ms && took_ms < 3000);
+}
+
+static void test_connect_timeouts(void **state)
+{
+    (void)state;
+    connect_times_out(300, 5000, "Connection timed out after ", 290);
+    connect_times_out(5000, 300, "Operation timed out after ", 290);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_dropped_reused_connection_is_retried),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_refused_unresolvable_and_close),
+        cmocka_unit_test(test_connect_timeouts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* delivery: a 2xx ends well, a 4xx keeps status and body, a refused
  * connection keeps the reason, in-flight bound respected, and every
  * handle closes (uv_loop_close == 0); through both transports, our
- * HTTP client (http://) and libcurl (https://, forced here on http://). */
+ * HTTP client (http://) and libcurl (https://, forced here on http://);
+ * with an HMAC key, both send X-Signature over the exact body. */
+#define _GNU_SOURCE /* strcasestr */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -163,6 +165,98 @@ static void test_close_aborts_queued(void **state)
     use_curl = 0;
 }
 
+/* ---- a raw receiver: keeps one request's bytes as they came ---- */
+
+static char raw[8192];
+static size_t raw_len;
+static uv_tcp_t raw_listener;
+
+static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b)
+{
+    (void)h;
+    (void)n;
+    b->base = raw + raw_len;
+    b->len = sizeof raw - 1 - raw_len;
+}
+
+static void raw_closed(uv_handle_t *h) { free(h); }
+
+/* Answers 200 and closes once the head and Content-Length bytes are in. */
+static void raw_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    if (n < 0) {
+        uv_close((uv_handle_t *)st, raw_closed);
+        return;
+    }
+    raw_len += (size_t)n;
+    raw[raw_len] = '\0';
+    const char *end = strstr(raw, "\r\n\r\n"), *cl = strcasestr(raw, "\r\nContent-Length:");
+    if (!end || !cl || raw_len < (size_t)(end + 4 - raw) + strtoul(cl + 17, NULL, 10))
+        return;
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    uv_buf_t w = uv_buf_init((char *)ok, sizeof ok - 1);
+    assert_int_equal(uv_try_write(st, &w, 1), (int)sizeof ok - 1);
+    uv_close((uv_handle_t *)st, raw_closed);
+}
+
+static void raw_accept(uv_stream_t *l, int status)
+{
+    assert_int_equal(status, 0);
+    uv_tcp_t *c = malloc(sizeof *c);
+    uv_tcp_init(l->loop, c);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)c), 0);
+    uv_read_start((uv_stream_t *)c, raw_alloc, raw_read);
+}
+
+static int raw_start(uv_loop_t *loop)
+{
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(loop, &raw_listener);
+    assert_int_equal(uv_tcp_bind(&raw_listener, (struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&raw_listener, 8, raw_accept), 0);
+    int al = sizeof a;
+    uv_tcp_getsockname(&raw_listener, (struct sockaddr *)&a, &al);
+    return ntohs(a.sin_port);
+}
+
+/* With an HMAC key, each transport sends X-Signature over the exact body. */
+static void signed_once(int curl)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    raw_len = 0;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/cb", raw_start(&loop));
+    struct delivery_config cfg = {url, 1, 2000, 5000, "k3y", curl};
+    struct delivery *d = delivery_new(&loop, &cfg);
+    struct outcome o;
+    memset(&o, 0, sizeof o);
+    remaining = 100; /* no automatic close */
+    delivery_send(d, dup_str("{\"n\": 2}"), 8, done_cb, &o);
+    while (!o.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    delivery_close(d, closed, NULL);
+    uv_close((uv_handle_t *)&raw_listener, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(o.ok, 1);
+    char want[128] = "\r\nX-Signature: ";
+    delivery_signature("k3y", "{\"n\": 2}", 8, want + strlen(want));
+    strcat(want, "\r\n");
+    assert_non_null(strstr(raw, want));
+    assert_non_null(strstr(raw, "\r\n\r\n{\"n\": 2}"));
+    assert_null(strcasestr(raw, "\r\nExpect:")); /* curl would wait for 100 Continue */
+}
+
+static void test_signed_request_both_transports(void **state)
+{
+    (void)state;
+    signed_once(0);
+    signed_once(1);
+}
+
 static void test_signature(void **state)
 {
     (void)state;
@@ -178,7 +272,8 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_outcomes_client),
                                        cmocka_unit_test(test_outcomes_curl),
                                        cmocka_unit_test(test_close_aborts_queued),
-                                       cmocka_unit_test(test_signature)};
+                                       cmocka_unit_test(test_signature),
+                                       cmocka_unit_test(test_signed_request_both_transports)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
     return rc;

@@ -299,6 +299,33 @@ static int small_int(const char *s, size_t len, int64_t *v)
     return 0;
 }
 
+/* A decimal of at most 15 digits and no exponent, as strtod reads it: its
+ * digits w < 10^15 < 2^53 and 10^f (f <= 15) are exact doubles, so the one
+ * correctly rounded division w / 10^f is the correctly rounded value
+ * strtod gives (Clinger's fast path). -1: not such a decimal. */
+static int decimal_fast(const char *s, size_t n, double *out)
+{
+    static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    size_t i = s[0] == '-';
+    uint64_t w = 0;
+    int digits = 0, frac = -1;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            frac = 0;
+            continue;
+        }
+        if (c < '0' || c > '9' || ++digits > 15)
+            return -1;
+        w = w * 10 + (uint64_t)(c - '0');
+        frac += frac >= 0;
+    }
+    double v = (double)w / p10[frac > 0 ? frac : 0];
+    *out = s[0] == '-' ? -v : v;
+    return 0;
+}
+
 /* A number as jansson then number() make it: integers through json_int_t,
  * reals through strtod (both correctly rounded). -1: not finite, or an
  * integer too long for this path. */
@@ -314,6 +341,8 @@ static int scan_double(struct scan *sc, double *out, int *is_int, int64_t *ival)
         *out = (double)*ival;
         return 0;
     }
+    if (decimal_fast(t, n, out) == 0)
+        return 0;
     char tmp[64];
     if (n >= sizeof tmp)
         return -1;

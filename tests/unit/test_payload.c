@@ -214,6 +214,50 @@ static void test_fast_path_matches_full(void **state)
     }
 }
 
+/* Decimals read without strtod (up to 15 digits, no exponent) equal strtod's
+ * value bit for bit; longer ones and exponents go to strtod. 100,000 random
+ * decimals of 1-17 digits with the point anywhere, as rate and denomination. */
+static void test_decimals_as_strtod_reads_them(void **state)
+{
+    (void)state;
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    char num[2][40], body[256];
+    for (int i = 0; i < 100000; i++) {
+        for (int k = 0; k < 2; k++) { /* int part (no leading zero, or "0") "." frac part */
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            int digits = 1 + (int)(r % 17), frac = 1 + (int)((r >> 8) % (uint64_t)digits);
+            char *p = num[k];
+            if (digits == frac)
+                *p++ = '0';
+            for (int d = 0; d < digits; d++) {
+                if (d == digits - frac)
+                    *p++ = '.';
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                *p++ = (char)('0' + (d == 0 && digits > frac ? 1 + r % 9 : r % 10));
+            }
+            *p = '\0';
+        }
+        snprintf(body, sizeof body,
+                 "{\"request_id\":\"a\",\"exchange_rate\":%s,\"bills\":[{\"denomination_id\":1,"
+                 "\"denomination\":%s,\"count\":1}]}",
+                 num[0], num[1]);
+        struct exchange *ex = NULL;
+        struct payload_error err;
+        if (payload_parse(body, strlen(body), &ex, &err) != 0) {
+            free(err.body); /* a zero rate: refused, as it should be */
+            assert_true(strtod(num[0], NULL) == 0);
+            continue;
+        }
+        double want[2] = {strtod(num[0], NULL), strtod(num[1], NULL)};
+        if (memcmp(&ex->rate, &want[0], sizeof(double)) ||
+            memcmp(&ex->bills[0].denomination, &want[1], sizeof(double)))
+            fail_msg("%s / %s read as %.17g / %.17g", num[0], num[1], ex->rate,
+                     ex->bills[0].denomination);
+        free(ex);
+        check_same(body, strlen(body), 1);
+    }
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -270,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_ids_echoed), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_fast_path_matches_full),
+        cmocka_unit_test(test_decimals_as_strtod_reads_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

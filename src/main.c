@@ -4,6 +4,7 @@
  */
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,9 @@
 struct app {
     struct worker_set *workers;
     struct store *store;
-    uv_signal_t sigint, sigterm;
+    uv_async_t stop; /* a stop signal came (from the signal thread) */
+    _Atomic int signals;
+    _Atomic int signum;
     uv_timer_t flush;
     uv_async_t done;
     uv_thread_t joiner;
@@ -57,22 +60,32 @@ static void join_workers(void *arg)
 static void on_done(uv_async_t *a)
 {
     struct app *app = a->data;
-    uv_close((uv_handle_t *)&app->sigint, NULL);
-    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->stop, NULL);
     uv_close((uv_handle_t *)&app->flush, NULL);
     uv_close((uv_handle_t *)&app->done, NULL);
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+/* On the signal thread: the first stop signal stops the service on its
+ * loop; a second one ends the process at once. */
+static void on_stop_signal(int signum, void *arg)
 {
-    struct app *app = s->data;
-    if (app->stopping) {
+    struct app *app = arg;
+    if (atomic_fetch_add(&app->signals, 1) > 0) {
         log_warn("event=forced_exit signal=%d", signum);
         fflush(stdout);
         _exit(1);
     }
+    atomic_store(&app->signum, signum);
+    uv_async_send(&app->stop);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    struct app *app = a->data;
+    if (app->stopping)
+        return;
     app->stopping = 1;
-    log_info("event=stopping signal=%d", signum);
+    log_info("event=stopping signal=%d", atomic_load(&app->signum));
     worker_set_stop(app->workers);
     if (uv_thread_create(&app->joiner, join_workers, app) != 0) {
         log_error("event=thread_create_failed");
@@ -103,6 +116,7 @@ int main(int argc, char **argv)
                   : !strcmp(cfg.log_level, "error") ? LOG_ERROR
                                                     : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);
+    util_stop_signals_block(); /* taken by the signal thread below: see util.h */
     if (!isatty(STDOUT_FILENO))
         setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
@@ -144,6 +158,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "exchanged: cannot start workers: %s\n", uv_strerror(rc));
         return 1;
     }
+    uv_loop_t *loop = uv_default_loop();
+    uv_async_init(loop, &app.stop, on_stop);
+    app.stop.data = &app;
+    rc = util_stop_signals_wait(on_stop_signal, &app);
+    if (rc != 0) {
+        fprintf(stderr, "exchanged: cannot start the signal thread: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    /* "listening" once a stop signal is taken too: a supervisor (or a test)
+     * that waits for this line may stop the service at once */
     char host[300];
     snprintf(host, sizeof host, strchr(cfg.host, ':') ? "[%s]" : "%s", cfg.host);
     log_info("event=listening address=http://%s:%d workers=%d latency=%.3g-%.3g "
@@ -151,13 +175,6 @@ int main(int argc, char **argv)
              host, worker_set_port(app.workers), cfg.workers,
              (double)cfg.latency_ms[0] / 1000, (double)cfg.latency_ms[1] / 1000,
              (double)cfg.sync_latency_ms / 1000, cfg.main_service_url, cfg.store, cfg.store_sync);
-
-    uv_loop_t *loop = uv_default_loop();
-    uv_signal_init(loop, &app.sigint);
-    uv_signal_init(loop, &app.sigterm);
-    app.sigint.data = app.sigterm.data = &app;
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_timer_init(loop, &app.flush);
     uv_timer_start(&app.flush, on_flush, STDOUT_FLUSH_MS, STDOUT_FLUSH_MS);
     uv_async_init(loop, &app.done, on_done);

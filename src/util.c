@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,4 +84,52 @@ uint64_t util_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void stop_signal_set(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+}
+
+void util_stop_signals_block(void)
+{
+    sigset_t set;
+    stop_signal_set(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+struct stop_waiter {
+    void (*cb)(int signum, void *arg);
+    void *arg;
+};
+
+static void *stop_signal_thread(void *p)
+{
+    struct stop_waiter w = *(struct stop_waiter *)p;
+    free(p);
+    sigset_t set;
+    stop_signal_set(&set);
+    for (;;) {
+        int signum;
+        if (sigwait(&set, &signum) == 0)
+            w.cb(signum, w.arg);
+    }
+    return NULL;
+}
+
+int util_stop_signals_wait(void (*cb)(int signum, void *arg), void *arg)
+{
+    struct stop_waiter *w = xmalloc(sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, stop_signal_thread, w);
+    if (rc != 0) {
+        free(w);
+        return -rc;
+    }
+    pthread_detach(t);
+    return 0;
 }

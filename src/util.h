@@ -37,7 +37,18 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 
 /* Milliseconds on a monotonic clock. */
 uint64_t util_now_ms(void);
+
 /* Milliseconds since the epoch (the wall clock: stored times, task ids). */
 uint64_t util_wall_ms(void);
+
+/* Stop signals (SIGINT, SIGTERM) taken by one thread with sigwait, not by a
+ * handler: util_stop_signals_block() before any thread starts (every thread
+ * inherits the block, so none is ended or interrupted by them), then
+ * util_stop_signals_wait(cb, arg) starts the thread that calls cb(signum,
+ * arg) for each (cb runs on that thread: uv_async_send is the way back to a
+ * loop). A handler lost a SIGTERM now and then under ThreadSanitizer, which
+ * defers asynchronous signals; sigwait leaves nothing to defer. 0 or -errno. */
+void util_stop_signals_block(void);
+int util_stop_signals_wait(void (*cb)(int signum, void *arg), void *arg);
 
 #endif

@@ -19,6 +19,7 @@
 #include <http_parser.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,7 +289,8 @@ static void run_loop(void *arg)
     uv_loop_close(&w->loop);
 }
 
-static uv_signal_t sigint_h, sigterm_h;
+static uv_async_t stop_h; /* a stop signal came (from the signal thread) */
+static _Atomic int signals;
 static uv_timer_t flush_h;
 
 static void on_flush(uv_timer_t *t)
@@ -297,14 +299,25 @@ static void on_flush(uv_timer_t *t)
     fflush(stdout);
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+/* On the signal thread: the first stop signal stops the loops; a second
+ * one ends the process at once. */
+static void on_stop_signal(int signum, void *arg)
 {
-    (void)s;
     (void)signum;
+    (void)arg;
+    if (atomic_fetch_add(&signals, 1) > 0) {
+        fflush(stdout);
+        _exit(1);
+    }
+    uv_async_send(&stop_h);
+}
+
+static void on_stop_async(uv_async_t *a)
+{
+    (void)a;
     for (int i = 0; i < opt.workers; i++)
         uv_async_send(&workers[i].stop);
-    uv_close((uv_handle_t *)&sigint_h, NULL);
-    uv_close((uv_handle_t *)&sigterm_h, NULL);
+    uv_close((uv_handle_t *)&stop_h, NULL);
     uv_close((uv_handle_t *)&flush_h, NULL);
 }
 
@@ -323,6 +336,7 @@ int main(int argc, char **argv)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
+    util_stop_signals_block(); /* taken by the signal thread below: see util.h */
     if (!isatty(STDOUT_FILENO))
         setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     uv_mutex_init(&lock);
@@ -353,13 +367,15 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < opt.workers; i++)
         uv_thread_create(&workers[i].thread, run_loop, &workers[i]);
-    log_info("event=listening address=http://%s:%d workers=%d", opt.host, port, opt.workers);
 
     uv_loop_t *loop = uv_default_loop();
-    uv_signal_init(loop, &sigint_h);
-    uv_signal_init(loop, &sigterm_h);
-    uv_signal_start(&sigint_h, on_signal, SIGINT);
-    uv_signal_start(&sigterm_h, on_signal, SIGTERM);
+    uv_async_init(loop, &stop_h, on_stop_async);
+    rc = util_stop_signals_wait(on_stop_signal, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "exchanged-main: cannot start the signal thread: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    log_info("event=listening address=http://%s:%d workers=%d", opt.host, port, opt.workers);
     uv_timer_init(loop, &flush_h);
     uv_timer_start(&flush_h, on_flush, 100, 100);
     uv_run(loop, UV_RUN_DEFAULT);

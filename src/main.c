@@ -186,6 +186,7 @@ int main(int argc, char **argv)
     store_close(app.store); /* commits what the workers queued last */
     uv_loop_close(loop);
     curl_global_cleanup();
+    util_stop_signals_end();
     fflush(stdout);
     log_info("event=stopped");
     return 0;

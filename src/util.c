@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,9 @@ struct stop_waiter {
     void *arg;
 };
 
+static pthread_t stop_thread;
+static _Atomic int stop_thread_ending;
+
 static void *stop_signal_thread(void *p)
 {
     struct stop_waiter w = *(struct stop_waiter *)p;
@@ -113,10 +117,19 @@ static void *stop_signal_thread(void *p)
     stop_signal_set(&set);
     for (;;) {
         int signum;
-        if (sigwait(&set, &signum) == 0)
-            w.cb(signum, w.arg);
+        if (sigwait(&set, &signum) != 0)
+            continue;
+        if (atomic_load(&stop_thread_ending))
+            return NULL;
+        w.cb(signum, w.arg);
     }
-    return NULL;
+}
+
+void util_stop_signals_end(void)
+{
+    atomic_store(&stop_thread_ending, 1);
+    pthread_kill(stop_thread, SIGTERM);
+    pthread_join(stop_thread, NULL);
 }
 
 int util_stop_signals_wait(void (*cb)(int signum, void *arg), void *arg)
@@ -124,12 +137,10 @@ int util_stop_signals_wait(void (*cb)(int signum, void *arg), void *arg)
     struct stop_waiter *w = xmalloc(sizeof *w);
     w->cb = cb;
     w->arg = arg;
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, stop_signal_thread, w);
+    int rc = pthread_create(&stop_thread, NULL, stop_signal_thread, w);
     if (rc != 0) {
         free(w);
         return -rc;
     }
-    pthread_detach(t);
     return 0;
 }

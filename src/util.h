@@ -50,5 +50,7 @@ uint64_t util_wall_ms(void);
  * defers asynchronous signals; sigwait leaves nothing to defer. 0 or -errno. */
 void util_stop_signals_block(void);
 int util_stop_signals_wait(void (*cb)(int signum, void *arg), void *arg);
+/* Ends that thread (before a clean exit: no thread is left running). */
+void util_stop_signals_end(void);
 
 #endif

@@ -381,6 +381,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     for (int i = 0; i < opt.workers; i++)
         uv_thread_join(&workers[i].thread);
+    util_stop_signals_end();
     fflush(stdout);
     return 0;
 }

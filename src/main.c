@@ -28,7 +28,6 @@ struct app {
     uv_timer_t flush;
     uv_async_t done;
     uv_thread_t joiner;
-    int stopping;
 };
 
 struct recovered {
@@ -81,10 +80,7 @@ static void on_stop_signal(int signum, void *arg)
 
 static void on_stop(uv_async_t *a)
 {
-    struct app *app = a->data;
-    if (app->stopping)
-        return;
-    app->stopping = 1;
+    struct app *app = a->data; /* sent once: a second signal exits on the signal thread */
     log_info("event=stopping signal=%d", atomic_load(&app->signum));
     worker_set_stop(app->workers);
     if (uv_thread_create(&app->joiner, join_workers, app) != 0) {

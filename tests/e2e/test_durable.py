@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -216,6 +217,44 @@ def test_sigterm_then_restart_resumes(start_service, main_service, tmp_path):
     again.err.wait(r"event=recovered tasks=20 ")
     main_service.out.wait(r'^result .*"term-', count=20, timeout=20)
     assert wait_state(again, ids[0], "succeeded")
+
+
+def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_service,
+                                                             tmp_path):
+    store = f"sqlite:{tmp_path}/forced.db"
+    svc = start_service("--latency", "600-600", "--store", store)
+    ids = [submit(svc, f"forced-{i}")[2]["task_id"] for i in range(50)]
+    # a client that asks for ~10 MB of answers (600 lists of 50 tasks) and reads
+    # none keeps the stop waiting for them to be written (grace 10 s); it is
+    # stuck once the service has stopped reading its requests
+    health = lambda: json.loads(request(svc.port, "GET", "/health")[2])  # noqa: E731
+    before = health()["requests_total"]
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", svc.port))
+    stuck.sendall(b"GET /api/tasks?limit=50 HTTP/1.1\r\nHost: x\r\n\r\n" * 600)
+    seen, deadline = [], time.monotonic() + 10
+    while len(seen) < 3 or len(set(seen[-3:])) > 1:
+        assert time.monotonic() < deadline
+        seen.append(health()["requests_total"] - len(seen))
+        time.sleep(0.1)
+    assert before + 32 < seen[-1] < before + 600
+    svc.p.send_signal(signal.SIGTERM)
+    svc.err.wait(r"event=stopping signal=15")
+    svc.err.wait(r"event=shutdown_waiting worker=\d+ server_drained=0", timeout=5)
+    assert svc.p.poll() is None
+    t0 = time.monotonic()
+    svc.p.send_signal(signal.SIGTERM)
+    assert svc.p.wait(5) == 1
+    assert time.monotonic() - t0 < 2  # does not wait out the grace
+    svc.err.wait(r"event=forced_exit signal=15")
+    assert "event=stopped" not in svc.err.text()
+    stuck.close()
+    # the tasks acknowledged before the forced exit were committed: a new start sends them
+    again = start_service("--latency", "0-0", "--store", store)
+    again.err.wait(r"event=recovered tasks=50 ")
+    main_service.out.wait(r'^result .*"forced-', count=50, timeout=20)
+    assert all(wait_state(again, i, "succeeded") for i in ids)
 
 
 def test_unusable_database_is_refused_at_start(tmp_path):

@@ -308,12 +308,12 @@ def m_inflight(system, start, n, results):
         svc.stop()
 
 
-def m_e2e(system, start, recv, a, r):
+def m_e2e(system, start, recv, a, conns, r):
     svc, port = start()
     try:
         before = recv.stats()["distinct"]
         cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
-        w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, 64, f"e2e-{system}-{r}")
+        w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, conns, f"e2e{conns}-{system}-{r}")
         use = cpu.per_request_us(w["requests"])
         st, last = recv.wait_settled(before + w["requests"] - w["non2xx"], timeout=a.settle)
         done = st["distinct"] - before
@@ -392,9 +392,11 @@ def report(results, a):
             r = runs[0]
             lines.append(f"{label[s]:34} tasks={fmt(r['tasks'])} peak RSS={r['peak_rss_mb']:.1f} MB "
                          f"-> {r['bytes_per_task']:.0f} bytes/task")
-    if results["e2e"]:
-        lines.append(f"\nend to end, --latency 0-0, wrk c=64 {a.seconds}s (median of {a.runs})")
-        for s, runs in results["e2e"].items():
+    for conns in (64, 256):
+        if not results[f"e2e_c{conns}"]:
+            continue
+        lines.append(f"\nend to end, --latency 0-0, wrk c={conns} {a.seconds}s (median of {a.runs})")
+        for s, runs in results[f"e2e_c{conns}"].items():
             lines.append(f"{label[s]:34} {fmt(med(runs, 'completed_per_s'))} completed tasks/s "
                          f"(accept {fmt(med(runs, 'accept_rps'))} req/s; CPU per task: service "
                          f"{fmt(med(runs, 'svc_us'))} + main service {fmt(med(runs, 'recv_us'))} + "
@@ -453,7 +455,8 @@ def main():
     if not a.smoke and not (ref_ok and floor_ok):
         sys.exit("bench: nginx-light and python3-fastapi/uvicorn/httpx are needed (make bench)")
     latency_short = a.latency = "0.2-0.4" if a.smoke else "1-3"
-    results = {"accept_c64": {}, "accept_c256": {}, "burst": {}, "inflight": {}, "e2e": {},
+    results = {"accept_c64": {}, "accept_c256": {}, "burst": {}, "inflight": {}, "e2e_c64": {},
+               "e2e_c256": {},
                "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
                "args": vars(a)}
     tmp = tempfile.mkdtemp(prefix="exchanged-bench-")
@@ -485,10 +488,13 @@ def main():
                                                                    "inflight-" + name),
                            a.inflight, results)
         if "e2e" in only:
-            for r in range(a.runs):
-                for name in ("sqlite", "memory"):
-                    start = lambda name=name: start_exchanged(name, tmp, recv, "0-0", "e2e-" + name)
-                    results["e2e"].setdefault(name, []).append(m_e2e(name, start, recv, a, r))
+            for conns in (64, 256):
+                table = results[f"e2e_c{conns}"]
+                for r in range(a.runs):
+                    for name in ("sqlite", "memory"):
+                        start = lambda name=name: start_exchanged(name, tmp, recv, "0-0",
+                                                                  f"e2e{conns}-{name}")
+                        table.setdefault(name, []).append(m_e2e(name, start, recv, a, conns, r))
     finally:
         recv.stop()
         shutil.rmtree(tmp, ignore_errors=True)

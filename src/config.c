@@ -1,10 +1,14 @@
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "limits.h"
 #include "opts.h"
+#include "util.h"
 
 #define S(x) ((int64_t)(x) * 1000) /* seconds -> ms, for bounds */
 
@@ -71,6 +75,9 @@ static const struct opt table[] = {
     {"callback-hmac-key", "EXCHANGED_CALLBACK_HMAC_KEY", OPT_STR, &cfg_tmp.callback_hmac_key, 0,
      0, "KEY", "when set, callbacks carry X-Signature: sha256=HMAC-SHA256(KEY, body) in hex "
      "(default: none)"},
+    {"callback-ca-file", "EXCHANGED_CALLBACK_CA_FILE", OPT_STR, &cfg_tmp.callback_ca_file, 0, 0,
+     "PATH", "PEM file of the CAs an https:// main service's certificate is checked against, "
+     "in place of the system's (default: the system's)"},
     {"log-level", "EXCHANGED_LOG_LEVEL", OPT_STR, &cfg_tmp.log_level, 0, 0, "LEVEL",
      "debug, info, warn or error (default info)"},
     {0},
@@ -108,6 +115,34 @@ static void defaults(struct config *c)
     c->log_level = "info";
 }
 
+/* --callback-ca-file: for an https:// main service, readable, and with a PEM
+ * certificate in its first LIMIT_CA_FILE_BYTES (else curl would fail only at
+ * the first callback, and every callback after it). */
+static int check_ca_file(const char *path, char *err, size_t errlen)
+{
+    if (strncmp(cfg_tmp.main_service_url, "https://", 8)) {
+        snprintf(err, errlen, "--callback-ca-file: applies only to an https:// main service URL");
+        return -1;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "--callback-ca-file: cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *text = xmalloc(LIMIT_CA_FILE_BYTES + 1);
+    size_t n = fread(text, 1, LIMIT_CA_FILE_BYTES, f);
+    int bad = ferror(f) || !n;
+    fclose(f);
+    text[n] = 0;
+    bad = bad || !strstr(text, "-----BEGIN CERTIFICATE-----");
+    free(text);
+    if (bad) {
+        snprintf(err, errlen, "--callback-ca-file: %s holds no PEM certificate", path);
+        return -1;
+    }
+    return 0;
+}
+
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
 {
     defaults(&cfg_tmp);
@@ -132,6 +167,8 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
         snprintf(err, errlen, "--retry-base: must not be more than --retry-cap");
         return -1;
     }
+    if (cfg_tmp.callback_ca_file && check_ca_file(cfg_tmp.callback_ca_file, err, errlen))
+        return -1;
     if (cfg_tmp.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg_tmp.workers = n < 1 ? 1 : n > LIMIT_WORKERS_MAX ? LIMIT_WORKERS_MAX : (int)n;

@@ -38,6 +38,8 @@ struct config {
     const char *log_level;
     const char *api_token;        /* NULL: no authentication */
     const char *callback_hmac_key; /* NULL: callbacks are not signed */
+    const char *callback_ca_file;  /* NULL: an https:// main service is checked against the
+                                      system's CAs */
 };
 
 /* Returns 0 when c is ready, 1 when --help/--version was printed (exit 0),

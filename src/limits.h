@@ -43,6 +43,9 @@
 #define LIMIT_CALLBACK_TIMEOUT_S_DEFAULT 30
 /* default: seconds shutdown waits for responses and tasks under way. */
 #define LIMIT_SHUTDOWN_GRACE_S_DEFAULT 10
+/* How much of --callback-ca-file is read at start to find a PEM certificate
+ * (Debian's whole bundle is ~220 KB); curl reads the file itself. */
+#define LIMIT_CA_FILE_BYTES (1024 * 1024)
 /* Largest simulated latency in seconds: one day keeps deadlines far from overflow. */
 #define LIMIT_LATENCY_MAX_S 86400
 /* Workers: more than this is a typo, not a machine. */

@@ -145,7 +145,8 @@ int worker_set_prepare(struct worker_set *s)
         w->drain_timer.data = w;
         w->inbox = store_inbox_new(s->store, &w->loop);
         struct delivery_config dc = {url, cfg->callbacks_in_flight, cfg->callback_connect_timeout_ms,
-                                     cfg->callback_timeout_ms, cfg->callback_hmac_key, 0};
+                                     cfg->callback_timeout_ms, cfg->callback_hmac_key, 0,
+                                     cfg->callback_ca_file};
         struct runner_config rc = {
             &w->runner_counters, cfg->latency_ms[0], cfg->latency_ms[1], cfg->sync_latency_ms,
             cfg->secret_token,   cfg->bill_log,      w->id,             s->store,

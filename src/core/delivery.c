@@ -52,6 +52,7 @@ struct delivery {
     struct curl_slist *headers;
     char *url;
     char *hmac_key;
+    char *ca_file;
     int max_in_flight;
     int in_flight;
     uint64_t connect_timeout_ms, timeout_ms;
@@ -303,6 +304,10 @@ static struct xfer *xfer_get(struct delivery *d)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)d->timeout_ms);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (d->ca_file) { /* in place of the system's: its bundle and its directory */
+        curl_easy_setopt(e, CURLOPT_CAINFO, d->ca_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
@@ -394,6 +399,7 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
     d->loop = loop;
     d->url = xstrndup(cfg->url, strlen(cfg->url));
     d->hmac_key = cfg->hmac_key ? xstrndup(cfg->hmac_key, strlen(cfg->hmac_key)) : NULL;
+    d->ca_file = cfg->ca_file ? xstrndup(cfg->ca_file, strlen(cfg->ca_file)) : NULL;
     d->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : 1;
     d->connect_timeout_ms = cfg->connect_timeout_ms;
     d->timeout_ms = cfg->timeout_ms;
@@ -467,6 +473,7 @@ static void maybe_closed(struct delivery *d)
     free(d->socks);
     free(d->url);
     free(d->hmac_key);
+    free(d->ca_file);
     free(d);
     cb(arg);
 }

@@ -32,6 +32,7 @@ struct delivery_config {
     uint64_t timeout_ms;
     const char *hmac_key;       /* not NULL: sign each body (X-Signature); copied */
     int use_curl;               /* 1: libcurl even for an http:// URL (tests of that path) */
+    const char *ca_file;        /* not NULL: CAs for an https:// URL (curl's CAINFO); copied */
 };
 
 struct delivery_result {

@@ -16,7 +16,8 @@ def test_help_lists_every_flag():
     for flag in ("--host", "--port", "--workers", "--latency", "--sync-latency",
                  "--main-service-url", "--secret-token", "MAIN_SERVICE_URL", "SECRET_TOKEN",
                  "--max-body", "--max-connections", "--header-timeout", "--idle-timeout",
-                 "--callbacks-in-flight", "--version"):
+                 "--callbacks-in-flight", "--callback-ca-file", "EXCHANGED_CALLBACK_CA_FILE",
+                 "--version"):
         assert flag in r.stdout, flag
     assert "MY_SECRET_TOKEN" not in r.stdout
 
@@ -33,6 +34,12 @@ def test_bad_values_refused_with_one_line():
         r = run(*args)
         assert r.returncode != 0, args
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("exchanged: "), (args, r.stderr)
+    for args in (["--callback-ca-file", "/etc/hostname"],
+                 ["--main-service-url", "https://m", "--callback-ca-file", "/nonexistent"],
+                 ["--main-service-url", "https://m", "--callback-ca-file", "/etc/hostname"]):
+        r = run(*args)
+        assert r.returncode != 0, args
+        assert r.stderr.startswith("exchanged: --callback-ca-file: "), (args, r.stderr)
     r = run(env={"MAIN_SERVICE_URL": "not a url", "PATH": "/usr/bin"})
     assert r.returncode != 0 and "MAIN_SERVICE_URL" in r.stderr
 

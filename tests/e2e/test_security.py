@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -131,16 +132,21 @@ def recorder():
     srv.shutdown()
 
 
+def post_and_receive(svc, prefix, n):
+    """Posts n tasks (request_ids prefix-0...) and waits for the recorder to get n callbacks."""
+    for i in range(n):
+        assert request(svc.port, "POST", "/api/exchange_async",
+                       dict(SEED_BODY, request_id=f"{prefix}-{i}"))[0] == 200
+    for _ in range(n):
+        assert _Recorder.arrived.acquire(timeout=10)
+
+
 def test_signed_callbacks(start_service, recorder):
     key = "hmac-key-123"
     svc = start_service("--latency", "0-0", env={
         "MAIN_SERVICE_URL": f"http://127.0.0.1:{recorder.server_address[1]}",
         "EXCHANGED_CALLBACK_HMAC_KEY": key})
-    for i in range(3):
-        assert request(svc.port, "POST", "/api/exchange_async",
-                       dict(SEED_BODY, request_id=f"sig-{i}"))[0] == 200
-    for _ in range(3):
-        assert _Recorder.arrived.acquire(timeout=10)
+    post_and_receive(svc, "sig", 3)
     for headers, body in _Recorder.got:
         want = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
         assert headers["X-Signature"] == want
@@ -330,3 +336,69 @@ def test_unresolvable_main_service(start_service):
     assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
     m = svc.err.wait(r'event=callback_failed .*reason="(.*?)" final=', timeout=15)[0]
     assert "resolve" in m.group(1).lower()
+
+
+# ---- an https:// main service ----
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def tls_recorder(tmp_path):
+    """The recorder behind TLS, with a certificate for 127.0.0.1 from a CA made here."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=exchanged test CA", cwd=tmp_path)
+    _openssl("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1",
+             cwd=tmp_path)
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "san.ext",
+             cwd=tmp_path)
+    _Recorder.got = []
+    _Recorder.arrived = threading.Semaphore(0)
+    _Recorder.mode = "ok"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "srv.pem", tmp_path / "srv.key")
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    srv.daemon_threads = True
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield srv, tmp_path / "ca.pem"
+    srv.shutdown()
+
+
+def test_https_main_service_with_its_ca(start_service, tls_recorder):
+    srv, ca = tls_recorder
+    svc = start_service("--latency", "0-0", "--callback-ca-file", str(ca), env={
+        "MAIN_SERVICE_URL": f"https://127.0.0.1:{srv.server_address[1]}",
+        "EXCHANGED_CALLBACK_HMAC_KEY": "k"})
+    post_and_receive(svc, "tls", 3)
+    got = sorted((json.loads(body) for _, body in _Recorder.got), key=lambda b: b["request_id"])
+    assert [b["request_id"] for b in got] == ["tls-0", "tls-1", "tls-2"]
+    assert got[0]["token"] == "MY_SECRET_TOKEN" and len(got[0]["breakdown"]) == 2
+    for headers, body in _Recorder.got:
+        assert headers["X-Signature"] == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    deadline = time.monotonic() + 10
+    while json.loads(request(svc.port, "GET", "/health")[2])["callbacks_delivered"] < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("trust", ["system", "another CA"])
+def test_https_main_service_with_an_unknown_ca(start_service, tls_recorder, tmp_path, trust):
+    srv, _ = tls_recorder
+    args = []
+    if trust == "another CA":
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", "other.key", "-out", "other.pem", "-days", "2",
+                 "-subj", "/CN=another CA", cwd=tmp_path)
+        args = ["--callback-ca-file", str(tmp_path / "other.pem")]
+    svc = start_service("--latency", "0-0", "--retry-max-attempts", "1", *args, env={
+        "MAIN_SERVICE_URL": f"https://127.0.0.1:{srv.server_address[1]}"})
+    assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
+    m = svc.err.wait(r'event=callback_failed .*reason="(.*?)" final=', timeout=15)[0]
+    assert "certificate" in m.group(1).lower(), m.group(1)
+    assert _Recorder.got == []  # nothing was sent to a server that is not trusted

@@ -2,8 +2,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "../../src/config.h"
@@ -65,10 +67,57 @@ static void test_refusals(void **state)
     assert_int_equal(config_load(&c, 2, a5, err, sizeof err), 1);
 }
 
+static void test_callback_ca_file(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512];
+    char dir[] = "/tmp/test-config-XXXXXX", pem[64], text[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(pem, sizeof pem, "%s/ca.pem", dir);
+    snprintf(text, sizeof text, "%s/ca.txt", dir);
+    FILE *f = fopen(pem, "w");
+    assert_non_null(f);
+    fputs("# a bundle\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    f = fopen(text, "w");
+    assert_non_null(f);
+    fputs("not a certificate\n", f);
+    fclose(f);
+
+    char *ok[] = {"exchanged", "--main-service-url", "https://main.example", "--callback-ca-file",
+                  pem, NULL};
+    assert_int_equal(config_load(&c, 5, ok, err, sizeof err), 0);
+    assert_string_equal(c.callback_ca_file, pem);
+    char *plain[] = {"exchanged", "--callback-ca-file", pem, NULL};
+    assert_int_equal(config_load(&c, 3, plain, err, sizeof err), -1);
+    assert_string_equal(err, "--callback-ca-file: applies only to an https:// main service URL");
+    char *none[] = {"exchanged", "--main-service-url", "https://m", "--callback-ca-file",
+                    "/nonexistent/ca.pem", NULL};
+    assert_int_equal(config_load(&c, 5, none, err, sizeof err), -1);
+    assert_string_equal(err, "--callback-ca-file: cannot read /nonexistent/ca.pem: "
+                             "No such file or directory");
+    char *notpem[] = {"exchanged", "--main-service-url", "https://m", "--callback-ca-file", text,
+                      NULL};
+    assert_int_equal(config_load(&c, 5, notpem, err, sizeof err), -1);
+    assert_non_null(strstr(err, "holds no PEM certificate"));
+    char *empty[] = {"exchanged", "--main-service-url", "https://m", "--callback-ca-file",
+                     "/dev/null", NULL};
+    assert_int_equal(config_load(&c, 5, empty, err, sizeof err), -1);
+    assert_string_equal(err, "--callback-ca-file: /dev/null holds no PEM certificate");
+    char *directory[] = {"exchanged", "--main-service-url", "https://m", "--callback-ca-file", dir,
+                         NULL};
+    assert_int_equal(config_load(&c, 5, directory, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--callback-ca-file: "));
+    unlink(pem);
+    unlink(text);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults), cmocka_unit_test(test_seed_env_and_flags),
-        cmocka_unit_test(test_refusals)};
+        cmocka_unit_test(test_refusals), cmocka_unit_test(test_callback_ca_file)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,7 +73,7 @@ static struct delivery *make(uv_loop_t *loop, int port, const char *path, int ma
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    struct delivery_config cfg = {url, max, 2000, 5000, NULL, use_curl};
+    struct delivery_config cfg = {url, max, 2000, 5000, NULL, use_curl, NULL};
     return delivery_new(loop, &cfg);
 }
 
@@ -229,7 +229,7 @@ static void signed_once(int curl)
     raw_len = 0;
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/cb", raw_start(&loop));
-    struct delivery_config cfg = {url, 1, 2000, 5000, "k3y", curl};
+    struct delivery_config cfg = {url, 1, 2000, 5000, "k3y", curl, NULL};
     struct delivery *d = delivery_new(&loop, &cfg);
     struct outcome o;
     memset(&o, 0, sizeof o);

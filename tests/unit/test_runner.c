@@ -59,7 +59,7 @@ static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t la
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/api/exchange_result", port);
-    struct delivery_config dc = {url, 4, 2000, 5000, NULL, 0};
+    struct delivery_config dc = {url, 4, 2000, 5000, NULL, 0, NULL};
     dlv = delivery_new(loop, &dc);
     struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0};
     char err[256];

@@ -13,6 +13,7 @@
 #define S(x) ((int64_t)(x) * 1000) /* seconds -> ms, for bounds */
 
 static struct config cfg_tmp;
+static const char default_main_service_url[] = "http://localhost:3001";
 
 static const struct opt table[] = {
     {"host", "EXCHANGED_HOST", OPT_STR, &cfg_tmp.host, 0, 0, "ADDR",
@@ -92,7 +93,7 @@ static void defaults(struct config *c)
     c->latency_ms[0] = 1000;
     c->latency_ms[1] = 3000;
     c->sync_latency_ms = 2000;
-    c->main_service_url = "http://localhost:3001";
+    c->main_service_url = default_main_service_url;
     c->secret_token = "MY_SECRET_TOKEN";
     c->max_body = LIMIT_BODY_BYTES_DEFAULT;
     c->max_connections = LIMIT_CONNECTIONS_DEFAULT;
@@ -143,12 +144,9 @@ static int check_ca_file(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
+/* The checks across options, once each is valid on its own. */
+static int check(char *err, size_t errlen)
 {
-    defaults(&cfg_tmp);
-    int rc = opts_parse(table, argc, argv, err, errlen);
-    if (rc != 0)
-        return rc;
     const char *l = cfg_tmp.log_level;
     if (strcmp(l, "debug") && strcmp(l, "info") && strcmp(l, "warn") && strcmp(l, "error")) {
         snprintf(err, errlen, "--log-level: expected debug, info, warn or error");
@@ -176,6 +174,20 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
     if (cfg_tmp.max_connections < cfg_tmp.workers) {
         snprintf(err, errlen, "--max-connections: must be at least --workers (%d)", cfg_tmp.workers);
         return -1;
+    }
+    return 0;
+}
+
+int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    defaults(&cfg_tmp);
+    int rc = opts_parse(table, argc, argv, err, errlen);
+    if (rc == 0)
+        rc = check(err, errlen);
+    if (rc != 0) { /* the URL is the one value opts copies (see opts.c) */
+        if (cfg_tmp.main_service_url != default_main_service_url)
+            free((char *)cfg_tmp.main_service_url);
+        return rc;
     }
     *c = cfg_tmp;
     return 0;

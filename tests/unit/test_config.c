@@ -89,6 +89,7 @@ static void test_callback_ca_file(void **state)
                   pem, NULL};
     assert_int_equal(config_load(&c, 5, ok, err, sizeof err), 0);
     assert_string_equal(c.callback_ca_file, pem);
+    free((char *)c.main_service_url); /* a copy made by opts (kept for the program's life) */
     char *plain[] = {"exchanged", "--callback-ca-file", pem, NULL};
     assert_int_equal(config_load(&c, 3, plain, err, sizeof err), -1);
     assert_string_equal(err, "--callback-ca-file: applies only to an https:// main service URL");

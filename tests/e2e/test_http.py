@@ -193,6 +193,29 @@ def test_idle_keep_alive_closed(start_service):
     s.close()
 
 
+def test_deadlines_that_move_later_and_earlier(start_service):
+    """A connection keeps one deadline; its timer is moved lazily (server.c: set_deadline)."""
+    def stalled_second_request(svc):
+        """One answered request, then headers begun and never finished: (seconds, status)."""
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+        s.sendall(GET_ROOT)
+        assert parse_responses(s.recv(4096))[0][0] == 200
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        data = read_to_close(s)
+        s.close()
+        return time.monotonic() - t0, parse_responses(data)[0][0]
+
+    # later: the header deadline (2 s) replaces the idle one (0.5 s) set when the answer went
+    took, status = stalled_second_request(
+        start_service("--idle-timeout", "0.5", "--header-timeout", "2"))
+    assert status == 408 and 1.5 < took < 6  # not closed at the idle deadline
+    # earlier: the header deadline (0.5 s) comes before the idle one (30 s)
+    took, status = stalled_second_request(
+        start_service("--idle-timeout", "30", "--header-timeout", "0.5"))
+    assert status == 408 and took < 4
+
+
 def test_max_connections_pauses_accepting(start_service):
     svc = start_service("--max-connections", "2", "--workers", "1", "--idle-timeout", "30")
     a = socket.create_connection(("127.0.0.1", svc.port), timeout=5)

@@ -39,20 +39,6 @@ void buf_reserve(struct buf *b, size_t extra)
     b->cap = cap;
 }
 
-void buf_append(struct buf *b, const void *data, size_t n)
-{
-    buf_reserve(b, n);
-    if (n)
-        memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void buf_append_str(struct buf *b, const char *s)
-{
-    buf_append(b, s, strlen(s));
-}
-
 /* Formats straight into the free room (one pass when it fits, the usual
  * case); formats again only into a buffer grown to the exact size. */
 void buf_append_fmt(struct buf *b, const char *fmt, ...)

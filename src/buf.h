@@ -21,8 +21,22 @@ void buf_init(struct buf *b);
 void buf_free(struct buf *b);
 void buf_reset(struct buf *b);
 void buf_reserve(struct buf *b, size_t extra);
-void buf_append(struct buf *b, const void *data, size_t n);
-void buf_append_str(struct buf *b, const char *s);
+/* Inline: most appends are short, to a buffer sized beforehand, and many of
+ * a string literal, whose length the compiler then knows (no strlen, and a
+ * memcpy of a known size). */
+static inline void buf_append(struct buf *b, const void *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap)
+        buf_reserve(b, n);
+    if (n)
+        __builtin_memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+static inline void buf_append_str(struct buf *b, const char *s)
+{
+    buf_append(b, s, __builtin_strlen(s));
+}
 void buf_append_fmt(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* v in decimal, without printf (hot paths). */
 void buf_append_u64(struct buf *b, uint64_t v);

@@ -14,6 +14,7 @@
 #include "../buf.h"
 #include "../limits.h"
 #include "../util.h"
+#include "conn_timer.h"
 
 /* An idle kept-alive connection is closed after this. */
 #define IDLE_MS 30000
@@ -38,10 +39,7 @@ struct conn {
     uv_tcp_t *tcp;             /* the socket of this attempt; freed when closed */
     uv_timer_t timer;
     int handles_open;          /* timer + tcp */
-    /* the connection's one deadline (loop ms), kept lazily as the server's:
-     * the timer moves only when the deadline comes earlier (set_deadline) */
-    uint64_t deadline, timer_due;
-    int timer_armed;
+    struct conn_timer ct; /* the deadline (connect, total or idle), on timer */
     int gai_pending;
     uv_getaddrinfo_t gai;
     struct addrinfo *ai_list, *ai_cur; /* resolved addresses; ai_cur: the next to try */
@@ -90,20 +88,6 @@ static void conn_close(struct conn *k);
 static void start_request(struct conn *k);
 static void on_timer(uv_timer_t *t);
 
-/* The connection's deadline is due_ms (loop time): the timer is moved only
- * if it is set for later than that; when it fires early, on_timer sets it
- * again for the rest. An idle connection taken for a request, or a request
- * that ends on a kept connection, moves no timer (~700 instructions each). */
-static void set_deadline(struct conn *k, uint64_t due_ms)
-{
-    k->deadline = due_ms;
-    if (k->timer_armed && k->timer_due <= due_ms)
-        return;
-    uint64_t now = uv_now(k->c->loop);
-    k->timer_armed = 1;
-    k->timer_due = due_ms;
-    uv_timer_start(&k->timer, on_timer, due_ms > now ? due_ms - now : 0, 0);
-}
 static void dispatch(struct http_client *c, struct request *rq);
 
 /* ---- URL ---- */
@@ -239,7 +223,7 @@ static void finish_ok(struct conn *k)
         k->idle_next = c->idle;
         c->idle = k;
         c->nidle++;
-        set_deadline(k, uv_now(c->loop) + IDLE_MS);
+        conn_timer_set(&k->ct, &k->timer, on_timer, uv_now(c->loop) + IDLE_MS);
     } else {
         conn_close(k);
     }
@@ -392,7 +376,7 @@ static void arm_for(struct conn *k)
         if (ct < end)
             end = ct;
     }
-    set_deadline(k, end);
+    conn_timer_set(&k->ct, &k->timer, on_timer, end);
 }
 
 static void start_request(struct conn *k)
@@ -561,14 +545,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 static void on_timer(uv_timer_t *t)
 {
     struct conn *k = t->data;
-    k->timer_armed = 0;
-    uint64_t now = uv_now(k->c->loop);
-    if (now < k->deadline) { /* the deadline moved later: the rest */
-        k->timer_armed = 1;
-        k->timer_due = k->deadline;
-        uv_timer_start(t, on_timer, k->deadline - now, 0);
+    if (!conn_timer_due(&k->ct, t, on_timer))
         return;
-    }
     if (!k->req) {
         conn_close(k);
         return;

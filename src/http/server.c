@@ -17,6 +17,7 @@
 #include "../jsonw.h"
 #include "../limits.h"
 #include "../util.h"
+#include "conn_timer.h"
 
 /* Bytes read per read callback; one buffer per server, reused (reads are
  * consumed synchronously, leftovers are copied). */
@@ -50,9 +51,7 @@ struct http_conn {
     struct http_server *srv;
     struct http_conn *prev, *next;
     int handles_open; /* freed when both tcp and timer are closed */
-    /* the request's or the idle connection's deadline (loop ms; see set_deadline) */
-    uint64_t deadline, timer_due;
-    unsigned has_deadline : 1, timer_armed : 1;
+    struct conn_timer ct; /* the deadline (headers, body or idle), on timer */
 
     /* the request being parsed */
     enum rstate rstate;
@@ -301,8 +300,6 @@ void http_reply_detail(struct http_exchange *x, int status, const char *detail,
 
 /* Queues an error answer that ends the connection (after a lingering close
  * unless the request was fully read). */
-static void stop_deadline(struct http_conn *c);
-
 static void conn_fail(struct http_conn *c, int status, const char *detail, const char *extra)
 {
     struct http_exchange *x = exchange_push(c);
@@ -321,7 +318,7 @@ static void conn_fail(struct http_conn *c, int status, const char *detail, const
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
-    stop_deadline(c);
+    conn_timer_stop(&c->ct, &c->timer);
     conn_flush(c);
 }
 
@@ -401,7 +398,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
      * connection before it has read our answer. */
     c->lingering = 1;
     c->linger_bytes = 0;
-    stop_deadline(c);
+    conn_timer_stop(&c->ct, &c->timer);
     uv_timer_start(&c->timer, on_linger_timeout, LINGER_MS, 0);
     if (!c->reading && !c->eof) {
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -547,47 +544,17 @@ static void on_request_timeout(struct http_conn *c)
     conn_fail(c, 408, "Request timeout", NULL);
 }
 
-/* The connection's one deadline (headers, body or idle) is kept lazily: the
- * timer is moved only when the deadline comes before the time it is set for,
- * and when it fires before the deadline (which moved later) it is set again
- * for the rest. A request moves the deadline three or four times; the timer
- * moves about once per idle timeout instead (libuv's timer heap: ~2,500
- * instructions per task before). */
+/* The connection's deadline, moved lazily (conn_timer.h). */
 static void on_deadline(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
-    c->timer_armed = 0;
-    if (!c->has_deadline)
-        return;
-    uint64_t now = uv_now(c->srv->loop);
-    if (now < c->deadline) {
-        c->timer_armed = 1;
-        c->timer_due = c->deadline;
-        uv_timer_start(t, on_deadline, c->deadline - now, 0);
-        return;
-    }
-    c->has_deadline = 0;
-    on_request_timeout(c);
+    if (conn_timer_due(&c->ct, t, on_deadline))
+        on_request_timeout(c);
 }
 
 static void set_deadline(struct http_conn *c, uint64_t ms)
 {
-    uint64_t due = uv_now(c->srv->loop) + ms;
-    c->deadline = due;
-    c->has_deadline = 1;
-    if (c->timer_armed && c->timer_due <= due)
-        return;
-    c->timer_armed = 1;
-    c->timer_due = due;
-    uv_timer_start(&c->timer, on_deadline, ms, 0);
-}
-
-/* The timer itself is stopped: it is about to be used for something else. */
-static void stop_deadline(struct http_conn *c)
-{
-    c->has_deadline = 0;
-    c->timer_armed = 0;
-    uv_timer_stop(&c->timer);
+    conn_timer_set(&c->ct, &c->timer, on_deadline, uv_now(c->srv->loop) + ms);
 }
 
 static void arm_idle(struct http_conn *c)
@@ -810,7 +777,7 @@ static int on_message_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
     struct http_server *srv = c->srv;
-    c->has_deadline = 0; /* the timer, if set, finds nothing to do */
+    conn_timer_clear(&c->ct);
     c->rstate = RS_IDLE;
     STAT_ADD(requests_total);
 

@@ -168,13 +168,10 @@ int worker_set_prepare(struct worker_set *s)
 void worker_set_resume(struct worker_set *s, const struct task_view *v)
 {
     struct exchange *ex;
-    struct payload_error err;
     char hex[17];
     runner_format_id(v->id, hex);
-    if (!v->payload || payload_parse(v->payload, strlen(v->payload), &ex, &err) != 0) {
+    if (!v->payload || !v->request_id || payload_from_stored(v->payload, v->request_id, &ex)) {
         log_error("event=recover_unreadable task=%s: left as it is", hex);
-        if (v->payload)
-            free(err.body);
         return;
     }
     struct worker *w = &s->w[s->next_resume++ % s->n];

@@ -80,7 +80,7 @@ void api_exchange_async(struct http_request *req, void *ctx)
     sb->w = w;
     sb->x = req->x;
     sb->ex = ex;
-    char *payload = runner_canonical_payload(ex);
+    char *payload = payload_stored(ex);
     struct store_submit t = {runner_new_id(w->runner), ex->request_id, payload};
     store_submit(w->store, w->inbox, &t, on_submitted, sb);
     free(payload);

@@ -187,13 +187,12 @@ static void on_retried(void *arg, int status, const struct task_view *v)
     }
     if (status == STORE_OK) {
         struct exchange *ex;
-        struct payload_error err;
         if (!p->w->runner)
             ; /* stopping: the task is stored as retrying and resumes at the next start */
-        else if (payload_parse(v->payload, strlen(v->payload), &ex, &err) == 0)
+        else if (payload_from_stored(v->payload, v->request_id, &ex) == 0)
             runner_resume(p->w->runner, ex, v);
-        else
-            free(err.body); /* cannot happen: the store keeps what payload accepted */
+        else /* cannot happen: the store keeps what payload accepted */
+            log_error("event=retry_unreadable task=%016" PRIx64 ": left as it is", v->id);
     }
     on_view(arg, status, v);
 }

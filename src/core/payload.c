@@ -655,3 +655,109 @@ out:
     json_decref(root);
     return rc;
 }
+
+/* ---- the stored form ---- */
+
+/* A count as canonical JSON: validation made it an integer >= 0, so digits
+ * below 2^53 and repr above. */
+static void append_count(struct buf *b, double count)
+{
+    if (count >= 0 && count < 9007199254740992.0 && count == (double)(uint64_t)count) {
+        buf_append_u64(b, (uint64_t)count);
+    } else {
+        char num[MONEY_FMT_MAX];
+        buf_append(b, num, money_format_repr(count, num, sizeof num));
+    }
+}
+
+char *payload_stored(const struct exchange *ex)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_reserve(&b, 32 + ex->nbills * 40);
+    char num[MONEY_FMT_MAX];
+    buf_append(&b, "[", 1);
+    buf_append(&b, num, money_format_repr(ex->rate, num, sizeof num));
+    for (uint32_t i = 0; i < ex->nbills; i++) {
+        const struct exchange_bill *bill = &ex->bills[i];
+        buf_append(&b, ",", 1);
+        buf_append_str(&b, bill->id);
+        buf_append(&b, ",", 1);
+        buf_append(&b, num, money_format_repr(bill->denomination, num, sizeof num));
+        buf_append(&b, ",", 1);
+        append_count(&b, bill->count);
+    }
+    buf_append(&b, "]", 1);
+    return buf_steal(&b, NULL);
+}
+
+/* The next element of a stored form at *p (after '[' or ','): a JSON string
+ * with its quotes, or the text up to the next ',' or ']'. */
+static int stored_token(const char **p, const char **start, size_t *len)
+{
+    const char *q = *p;
+    if (*q == '"') {
+        for (q++; *q && *q != '"'; q++)
+            if (*q == '\\' && !*++q)
+                return -1;
+        if (*q != '"')
+            return -1;
+        q++;
+    } else {
+        while (*q && *q != ',' && *q != ']')
+            q++;
+    }
+    if (q == *p || (*q != ',' && *q != ']'))
+        return -1;
+    *start = *p;
+    *len = (size_t)(q - *p);
+    *p = q;
+    return 0;
+}
+
+int payload_from_stored(const char *stored, const char *request_id, struct exchange **out)
+{
+    struct payload_error err;
+    *out = NULL;
+    if (stored[0] == '{') { /* a version-4 store kept the whole canonical JSON */
+        if (payload_parse(stored, strlen(stored), out, &err) == 0)
+            return 0;
+        free(err.body);
+        return -1;
+    }
+    if (stored[0] != '[')
+        return -1;
+    static const char *const keys[3] = {"{\"denomination_id\":", ",\"denomination\":",
+                                         ",\"count\":"};
+    struct buf b;
+    buf_init(&b);
+    buf_reserve(&b, 64 + strlen(request_id) + strlen(stored) * 2);
+    buf_append_str(&b, "{\"request_id\":");
+    buf_append_str(&b, request_id);
+    buf_append_str(&b, ",\"exchange_rate\":");
+    const char *p = stored + 1, *tok;
+    size_t len, n = 0;
+    int rc = -1;
+    for (;; n++) {
+        if (stored_token(&p, &tok, &len))
+            goto out;
+        if (n == 1)
+            buf_append_str(&b, ",\"bills\":[");
+        else if (n > 1 && (n - 1) % 3 == 0)
+            buf_append_str(&b, "},");
+        if (n)
+            buf_append_str(&b, keys[(n - 1) % 3]);
+        buf_append(&b, tok, len);
+        if (*p++ == ']')
+            break;
+    }
+    if (*p || n < 3 || n % 3 != 0)
+        goto out;
+    buf_append_str(&b, "}]}");
+    rc = payload_parse(b.data, b.len, out, &err) == 0 ? 0 : -1;
+    if (rc)
+        free(err.body);
+out:
+    buf_free(&b);
+    return rc;
+}

@@ -64,6 +64,20 @@ int payload_parse_full(const char *body, size_t len, struct exchange **out,
 /* 1 when a and b hold the same request, bit for bit. */
 int payload_same(const struct exchange *a, const struct exchange *b);
 
+/* The form the store keeps a request in: a JSON array of its scalars, each
+ * as canonical JSON text (repr of floats, ids echoed), request_id left out
+ * (the store keeps it in its own column):
+ *     [exchange_rate, denomination_id, denomination, count, ...]
+ * [75.5,1,10.0,5,2,20.0,3] for the seed's example: a seventh of its JSON.
+ * Two requests with the same request_id are the same request exactly when
+ * their stored forms are the same text. Caller frees. */
+char *payload_stored(const struct exchange *ex);
+/* The request back from its stored form and request_id (JSON text), through
+ * payload_parse: 0 and *out (caller frees), or -1 when stored is not such a
+ * form. The whole canonical JSON an older store kept ({"request_id":...}) is
+ * read too. */
+int payload_from_stored(const char *stored, const char *request_id, struct exchange **out);
+
 /* Deepest nesting of arrays/objects in a JSON text (strings skipped),
  * stopping early once past limit. */
 int payload_json_depth(const char *s, size_t len, int limit);

@@ -402,40 +402,6 @@ void runner_resume(struct runner *r, struct exchange *ex, const struct task_view
     arm(r);
 }
 
-char *runner_canonical_payload(const struct exchange *ex)
-{
-    struct buf b;
-    buf_init(&b);
-    reserve_for(&b, ex, 80);
-    char num[MONEY_FMT_MAX];
-    money_format_repr(ex->rate, num, sizeof num);
-    buf_append_str(&b, "{\"request_id\":");
-    buf_append_str(&b, ex->request_id);
-    buf_append_str(&b, ",\"exchange_rate\":");
-    buf_append_str(&b, num);
-    buf_append_str(&b, ",\"bills\":[");
-    for (uint32_t i = 0; i < ex->nbills; i++) {
-        const struct exchange_bill *bill = &ex->bills[i];
-        money_format_repr(bill->denomination, num, sizeof num);
-        buf_append_str(&b, i ? ",{\"denomination_id\":" : "{\"denomination_id\":");
-        buf_append_str(&b, bill->id);
-        buf_append_str(&b, ",\"denomination\":");
-        buf_append_str(&b, num);
-        buf_append_str(&b, ",\"count\":");
-        /* validation made count an integer >= 0: digits below 2^53, repr above */
-        if (bill->count >= 0 && bill->count < 9007199254740992.0 &&
-            bill->count == (double)(uint64_t)bill->count) {
-            buf_append_u64(&b, (uint64_t)bill->count);
-        } else {
-            money_format_repr(bill->count, num, sizeof num);
-            buf_append_str(&b, num);
-        }
-        buf_append(&b, "}", 1);
-    }
-    buf_append_str(&b, "]}");
-    return buf_steal(&b, NULL);
-}
-
 void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_exchange *x)
 {
     if (r->closing) {

@@ -67,9 +67,6 @@ void runner_start(struct runner *r, struct exchange *ex, uint64_t id);
  * over HTTP). queued/running compute again; delivering/retrying are
  * delivered at next_attempt_ms (wall clock; 0 = now) after attempts tries. */
 void runner_resume(struct runner *r, struct exchange *ex, const struct task_view *v);
-/* The canonical JSON the store keeps for a request (parsed back by
- * payload_parse on recovery); caller frees. */
-char *runner_canonical_payload(const struct exchange *ex);
 /* Takes ownership of ex; answers x when the last bill is computed:
  * 200 {"status":"completed","breakdown":[...]}. */
 void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_exchange *x);

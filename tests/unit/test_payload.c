@@ -307,6 +307,68 @@ static void test_depth(void **state)
     assert_int_equal(payload_json_depth("[\"\\\"[[\"]", 8, 32), 1);
 }
 
+/* The stored form: the seed's example as text, odd ids and numbers read
+ * back bit for bit, the older whole JSON read too, and what is not such a
+ * form refused. */
+static void stored_round_trip(const char *body, const char *want)
+{
+    struct exchange *ex, *again;
+    struct payload_error err;
+    if (payload_parse(body, strlen(body), &ex, &err) != 0)
+        fail_msg("refused: %s", body);
+    char *stored = payload_stored(ex);
+    if (want)
+        assert_string_equal(stored, want);
+    assert_int_equal(payload_from_stored(stored, ex->request_id, &again), 0);
+    assert_true(payload_same(ex, again));
+    free(again);
+    free(stored);
+    free(ex);
+}
+
+static void test_stored_form(void **state)
+{
+    (void)state;
+    stored_round_trip("{\"request_id\": \"async_test\", \"exchange_rate\": 75.5, \"bills\": ["
+                      "{\"denomination_id\": 1, \"denomination\": 10, \"count\": 5},"
+                      "{\"denomination_id\": 2, \"denomination\": 20.0, \"count\": 3.0}]}",
+                      "[75.5,1,10.0,5,2,20.0,3]");
+    /* string ids holding the form's own separators and escapes */
+    stored_round_trip("{\"request_id\": 42, \"exchange_rate\": 1e-7, \"bills\": ["
+                      "{\"denomination_id\": \"a,b]\", \"denomination\": 0.1, \"count\": 1e20},"
+                      "{\"denomination_id\": \"q\\\"\\\\\", \"denomination\": 5e-324, \"count\": 0},"
+                      "{\"denomination_id\": \"\\u00fc[\", \"denomination\": 1.7976931348623157e308,"
+                      " \"count\": 0}]}",
+                      "[1e-07,\"a,b]\",0.1,1e+20,\"q\\\"\\\\\",5e-324,0,\"\\u00fc[\","
+                      "1.7976931348623157e+308,0]");
+    stored_round_trip("{\"request_id\": \"r\", \"exchange_rate\": 3, \"bills\": ["
+                      "{\"denomination_id\": -7, \"denomination\": 123456789.125, \"count\": 9007199254740993}]}",
+                      NULL);
+
+    struct exchange *ex;
+    const char *legacy = "{\"request_id\":\"old\",\"exchange_rate\":2.0,\"bills\":["
+                         "{\"denomination_id\":1,\"denomination\":10.0,\"count\":5}]}";
+    assert_int_equal(payload_from_stored(legacy, "\"ignored\"", &ex), 0);
+    assert_string_equal(ex->request_id, "\"old\"");
+    assert_true(ex->bills[0].subtotal == 100.0);
+    free(ex);
+    assert_int_equal(payload_from_stored("[2.0,\"b\",10.0,5]", "7", &ex), 0);
+    assert_string_equal(ex->request_id, "7");
+    assert_string_equal(ex->bills[0].id, "\"b\"");
+    free(ex);
+
+    static const char *refused[] = {
+        "", "[", "[]", "[2.0]", "[2.0,1,10.0]", "[2.0,1,10.0,5,2]", "[2.0,1,10.0,5]x",
+        "[2.0,1,10.0,5", "[2.0,,10.0,5]", "[2.0,\"a,10.0,5]", "[2.0,\"a\\", "[0,1,10.0,5]",
+        "[2.0,1,-1,5]", "[2.0,1.5,10.0,5]", "[2.0,1,10.0,5.5]", "[2.0,{\"a\":1},10.0,5]",
+        "[2.0,1,10.0,5}],\"x\":[1]", "{\"request_id\":\"x\"}", "{", "null", "x",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (payload_from_stored(refused[i], "\"r\"", &ex) == 0)
+            fail_msg("took: %s", refused[i]);
+    assert_int_equal(payload_from_stored("[2.0,1,10.0,5]", "not json", &ex), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_fast_path_matches_full),
         cmocka_unit_test(test_decimals_as_strtod_reads_them),
+        cmocka_unit_test(test_stored_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

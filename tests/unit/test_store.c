@@ -695,13 +695,27 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(a.status, STORE_OK);
     assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
     assert_string_equal(a.v[0].request_id, "7");
+    /* migration 5: the payload in its stored form; the history as it was */
+    assert_string_equal(a.v[0].payload, "[2.0,1,10.0,5]");
+    assert_string_equal(a.v[0].history, "queued@1760000000000 running@1760000000000 "
+                                        "delivering@1760000000000 succeeded@1760000000000");
+    answer_free(&a);
+    a = get(s, 1940000000000000001ull);
+    assert_string_equal(a.v[0].payload, "[2.0,1,10.0,5]");
+    assert_string_equal(a.v[0].history,
+                        "queued@1760000000000 running@1760000000000 delivering@1760000000000");
     answer_free(&a);
     close_store(s);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 4);
+    assert_int_equal(sqlite3_column_int(st, 0), 5);
+    sqlite3_finalize(st);
+    /* ...and the row keeps only the changes after the first two */
+    sqlite3_prepare_v2(db, "SELECT history FROM tasks ORDER BY id", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), " delivering@1760000000000");
     sqlite3_finalize(st);
     /* migration 4: the state index leaves succeeded tasks out, and the query
      * form the store lists other states with still uses it */

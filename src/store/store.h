@@ -21,9 +21,10 @@
  *   any non-terminal state -----------------> cancelled (DELETE /api/tasks/{id})
  *   failed --(POST /api/tasks/{id}/retry)--> retrying
  *
- * Every change is stored with its time in the task's history column
+ * Every change is kept with its time in the task's history
  * ("queued@<ms> running@<ms> ..."). A task is inserted as queued+running at
- * once: it starts computing when it is acknowledged. Its move to delivering
+ * once, at created_ms: it starts computing when it is acknowledged (the row
+ * keeps the changes after these two; a view has them all). Its move to delivering
  * is written with the first delivery outcome (succeeded, retrying, failed),
  * with its own time: a crash in between finds it running, and it is
  * computed again.
@@ -87,7 +88,7 @@ struct task_view {
     uint64_t created_ms, updated_ms; /* wall clock, ms since the epoch */
     uint64_t next_attempt_ms;        /* 0 when none */
     char *request_id;                /* JSON text */
-    char *payload;                   /* canonical JSON of the request (see runner) */
+    char *payload;                   /* the request's stored form (payload_stored) */
     char *last_error;                /* or NULL */
     char *breakdown;                 /* JSON text, or NULL before it is computed */
     char *history;                   /* "queued@ms running@ms ..." */
@@ -120,7 +121,7 @@ void store_inbox_close(struct store_inbox *in);
 struct store_submit {
     uint64_t id;
     const char *request_id; /* JSON text */
-    const char *payload;    /* canonical JSON */
+    const char *payload;    /* payload_stored(request); compared as text for idempotency */
 };
 typedef void (*store_submit_cb)(void *arg, int status, uint64_t id);
 /* status: STORE_OK (committed), STORE_DUPLICATE (id: the active task),

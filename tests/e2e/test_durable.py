@@ -6,13 +6,14 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.parse
 
 import pytest
 
-from conftest import EXCHANGED, SEED_BODY, Proc, free_port, request
+from conftest import EXCHANGED, ROOT, SEED_BODY, Proc, free_port, request
 
 
 def submit(svc, rid, **changes):
@@ -325,3 +326,45 @@ def test_full_disk_answers_503_and_recovers(tiny_fs, start_service, main_service
     accepted = [f"full-{i}" for i, s in enumerate(statuses) if s == 200]
     for rid in accepted + ["before-full"]:  # nothing acknowledged was lost
         main_service.out.wait(rf'^result .*"{rid}"')
+
+
+def test_older_database_is_upgraded_and_its_tasks_go_on(start_service, main_service, tmp_path):
+    """A database an older version wrote (schema 1, the whole JSON as payload, the full
+    history): the start migrates it, recovers and delivers its tasks, and a repeat of an
+    active request is still recognised as the same request."""
+    path = tmp_path / "old.db"
+    with open(os.path.join(ROOT, "tests", "data", "schema_v1.sql")) as f:
+        fixture = f.read()
+    now = int(time.time() * 1000)
+    db = sqlite3.connect(path)
+    db.executescript(fixture)  # "old-1" delivering, 7 succeeded; user_version 1
+    db.execute("INSERT INTO tasks VALUES (1940000000000000003, '\"up-1\"', ?, 1, 0, ?, ?, NULL,"
+               " NULL, NULL, ?)",
+               ('{"request_id":"up-1","exchange_rate":75.5,"bills":[{"denomination_id":1,'
+                '"denomination":10.0,"count":5},{"denomination_id":2,"denomination":20.0,'
+                '"count":3}]}', now, now, f"queued@{now} running@{now}"))
+    db.commit()
+    db.close()
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "600-600")
+    svc.err.wait(r"event=store_migrated from=4 to=5")
+    svc.err.wait(r"event=recovered tasks=2 queued=0 running=1 delivering=1 retrying=0")
+    # the delivering task is delivered, with the breakdown it had
+    main_service.out.wait(r'"request_id": "old-1"')
+    t = wait_state(svc, "1aec43b8b0420001", "succeeded")
+    assert t["breakdown"] == [{"denomination_id": 1, "subtotal_rub": 100.0}]
+    assert [h["state"] for h in t["history"]] == ["queued", "running", "delivering", "succeeded"]
+    # the running one is computing again; the same request is the same task, another is not
+    status, _, a = submit(svc, "up-1")
+    assert (status, a) == (200, {"status": "ok", "task_id": "1aec43b8b0420003"})
+    status, _, a = submit(svc, "up-1", exchange_rate=75.6)
+    assert status == 409 and "1aec43b8b0420003" in a["detail"]
+    status, t = task(svc, "1aec43b8b0420003")
+    assert t["state"] == "running"
+    assert [h["state"] for h in t["history"]] == ["queued", "running"]
+    # the rows now hold the stored form and the history after its first two entries
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    rows = {r[0]: r[1:] for r in ro.execute("SELECT request_id, payload, history FROM tasks")}
+    ro.close()
+    assert rows['"up-1"'] == ("[75.5,1,10.0,5,2,20.0,3]", "")
+    assert rows['"old-1"'][0] == "[2.0,1,10.0,5]"
+    assert re.fullmatch(r" delivering@1760000000000 succeeded@\d+", rows['"old-1"'][1])

@@ -46,7 +46,6 @@ struct runner {
     struct delivery *delivery;
     char *callback_prefix; /* {"token": "...", "request_id":  */
     uint64_t rng;
-    uint64_t last_id;
     int closing;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -75,11 +74,20 @@ static uint64_t latency(struct runner *r)
 
 /* Time-ordered, unique within the process: ms since the epoch, a counter
  * for ids made in the same ms, and the worker's number. */
+/* The last id's time and counter (ms << 12 | counter), shared by every
+ * worker: an id is greater than every id given out before it in the process,
+ * so a task submitted after another's answer lists after it, whichever
+ * worker took each (with a counter per worker, two tasks of the same
+ * millisecond were ordered by worker). */
+static _Atomic uint64_t last_id;
+
 uint64_t runner_new_id(struct runner *r)
 {
     uint64_t base = util_wall_ms() << 12;
-    uint64_t v = base > r->last_id ? base : r->last_id + 1;
-    r->last_id = v;
+    uint64_t last = atomic_load(&last_id), v;
+    do
+        v = base > last ? base : last + 1;
+    while (!atomic_compare_exchange_weak(&last_id, &last, v));
     return (v << 8) | (uint64_t)(r->cfg.worker_id & 0xFF);
 }
 

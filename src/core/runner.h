@@ -57,7 +57,8 @@ struct runner_config {
 /* delivery is used for callbacks; the runner owns it from here on (closes it). */
 struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, struct delivery *d);
 
-/* A new, time-ordered task id (unique within the process). */
+/* A new, time-ordered task id: (ms << 12 | counter) << 8 | worker_id, greater
+ * than every id any worker of the process gave out before it. */
 uint64_t runner_new_id(struct runner *r);
 /* Takes ownership of ex, a task already stored as running under id;
  * starts its bills. After runner_close has begun, ex is freed and the task

@@ -110,6 +110,46 @@ static void test_callback_body(void **state)
     store_close(store);
 }
 
+/* Ids grow across workers: a task submitted after another's answer lists
+ * after it. 5,000 ids from one worker run ahead of the clock (4,096 per ms),
+ * and the other worker's next id still comes after them. */
+static void test_ids_increase_across_workers(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct runner_counters counters;
+    memset(&counters, 0, sizeof counters);
+    struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0};
+    char err[256];
+    struct store *st = store_open(&sc, err, sizeof err);
+    assert_non_null(st);
+    struct runner *w[2];
+    for (int i = 0; i < 2; i++) {
+        struct delivery_config dc = {"http://127.0.0.1:1/", 4, 2000, 5000, NULL, 0, NULL};
+        struct runner_config rc = {&counters, 0, 0, 0, "t", 0, i + 1, st, {1000, 60000, 5, 3600000},
+                                   NULL};
+        w[i] = runner_new(&loop, &rc, delivery_new(&loop, &dc));
+    }
+    uint64_t last = 0;
+    for (int i = 0; i < 5000; i++) {
+        uint64_t id = runner_new_id(w[0]);
+        assert_true(id > last);
+        last = id;
+    }
+    for (int i = 0; i < 2000; i++) {
+        uint64_t id = runner_new_id(w[(i + 1) % 2]);
+        assert_true(id > last);
+        assert_int_equal(id & 0xFF, (i + 1) % 2 + 1);
+        last = id;
+    }
+    for (int i = 0; i < 2; i++)
+        runner_close(w[i], on_runner_closed, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    store_close(st);
+}
+
 static void test_close_drops_waiting(void **state)
 {
     (void)state;
@@ -134,6 +174,7 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_callback_body),
+                                       cmocka_unit_test(test_ids_increase_across_workers),
                                        cmocka_unit_test(test_close_drops_waiting)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -70,6 +70,23 @@ def test_many_pipelined_requests(start_service):
     assert len(answers) == n + 1 and all(a[0] == 200 for a in answers)
 
 
+def test_pipelined_posts_pause_and_resume(start_service):
+    # each answer waits for its commit, so more than the pipeline depth (32) wait at once:
+    # the connection stops parsing, keeps what it read, and goes on as answers leave
+    svc = start_service("--latency", "600-600")
+    n = 300
+    bodies = [json.dumps(dict(SEED_BODY, request_id=f"pipe-{i}")).encode() for i in range(n)]
+    stream = b"".join(post(b"/api/exchange_async", b) for b in bodies)
+    out = raw(svc.port, stream + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              timeout=30)
+    answers = parse_responses(out)
+    assert len(answers) == n + 1 and all(a[0] == 200 for a in answers)
+    ids = [json.loads(a[2])["task_id"] for a in answers[:n]]
+    assert len(set(ids)) == n and ids == sorted(ids)  # one task each, in the order sent
+    # (the pipelined /health was answered as it was read, before the last commits)
+    assert json.loads(request(svc.port, "GET", "/health")[2])["tasks_accepted"] == n
+
+
 def test_chunked_body(start_service):
     svc = start_service()
     chunks = [BODY[:10], BODY[10:50], BODY[50:]]

@@ -633,6 +633,8 @@ int payload_parse_full(const char *body, size_t len, struct exchange **out,
         struct exchange_bill *b = &x->bills[i];
         number(json_object_get(bill, "denomination"), &b->denomination);
         number(json_object_get(bill, "count"), &b->count);
+        if (b->count == 0)
+            b->count = 0; /* -0.0: pydantic makes it the int 0, which has no sign */
         b->id = t;
         t += strlen(t) + 1;
         b->subtotal = money_round2(money_subtotal(b->denomination, b->count, rate));

@@ -108,6 +108,19 @@ def test_sync_answers_breakdown_and_server_keeps_serving(start_service):
     assert result["t"] - t0 >= 1.9  # bills one after another: 2 x 1 s
 
 
+def test_signed_zeros_as_python_computes_them(start_service):
+    # count is pydantic's int: -0.0 becomes 0 and the subtotal +0.0; denomination is a float
+    # and keeps its sign (json.dumps writes -0.0)
+    svc = start_service("--sync-latency", "0")
+    body = (b'{"request_id": "z", "exchange_rate": 75.5, "bills": ['
+            b'{"denomination_id": 1, "denomination": 10.0, "count": -0.0},'
+            b'{"denomination_id": 2, "denomination": -0.0, "count": 3}]}')
+    status, _, data = request(svc.port, "POST", "/api/exchange_sync", body,
+                              headers={"Content-Type": "application/json"})
+    assert status == 200
+    assert b'"subtotal_rub":0.0}' in data and b'"subtotal_rub":-0.0}' in data, data
+
+
 def test_bad_inputs_over_the_wire(start_service):
     svc = start_service()
     cases = [

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <math.h>
 
 #include "../../src/core/payload.h"
 #include "../../src/limits.h"
@@ -356,6 +357,27 @@ static void test_stored_form(void **state)
     assert_string_equal(ex->request_id, "7");
     assert_string_equal(ex->bills[0].id, "\"b\"");
     free(ex);
+
+    /* a count of -0.0 is pydantic's int 0: no sign, so no -0.0 subtotal (the
+     * denomination's -0.0 is a float and keeps its sign, as in Python) */
+    static const char *zeros[] = {
+        "{\"request_id\": 1, \"exchange_rate\": 2, \"bills\": [{\"denomination_id\": 1,"
+        " \"denomination\": 10, \"count\": -0.0}, {\"denomination_id\": 2, \"denomination\": -0.0,"
+        " \"count\": 3}]}",
+        NULL,
+    };
+    struct payload_error err;
+    for (int i = 0; i < 2; i++) {
+        if (i == 0)
+            assert_int_equal(payload_parse(zeros[0], strlen(zeros[0]), &ex, &err), 0);
+        else
+            assert_int_equal(payload_from_stored("[2,1,10.0,-0.0 ,2,-0.0,3]", "1", &ex), 0);
+        assert_false(signbit(ex->bills[0].count));
+        assert_false(signbit(ex->bills[0].subtotal));
+        assert_true(signbit(ex->bills[1].subtotal));
+        stored_round_trip(zeros[0], "[2.0,1,10.0,0,2,-0.0,3]");
+        free(ex);
+    }
 
     static const char *refused[] = {
         "", "[", "[]", "[2.0]", "[2.0,1,10.0]", "[2.0,1,10.0,5,2]", "[2.0,1,10.0,5]x",

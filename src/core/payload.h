@@ -17,7 +17,8 @@
  * exchange_rate a finite number > 0; bills a non-empty array (<= LIMIT_BILLS)
  * of objects with denomination_id (integer or string), denomination (finite
  * number >= 0) and count (integer >= 0; an integral float like 5.0 is taken,
- * as pydantic does); every subtotal finite. Unknown fields are ignored.
+ * and -0.0 as 0, as pydantic does); every subtotal finite. Unknown fields are
+ * ignored.
  *
  * A struct exchange is one allocation (bills and the JSON texts of the ids
  * follow the header); free it with free(). Thread-safe.

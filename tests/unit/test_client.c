@@ -1,6 +1,7 @@
 /* client: URL parsing; keep-alive reuse, answers read to the close,
  * chunked answers kept truncated, Retry-After (seconds and date), interim
- * 100 answers, the retry of a reused connection the server dropped, and
+ * 100 answers, a body written in parts as the socket drains, the retry of a
+ * reused connection the server dropped, and
  * the failures (refused, unresolvable, timeouts while connecting and after,
  * malformed, shutting down),
  * against a scripted server on the same loop; every handle closes. */
@@ -26,7 +27,7 @@
 /* ---- the scripted server ---- */
 
 enum mode { M_KEEP, M_EOF_BODY, M_CHUNKED_RA, M_DROP_SECOND, M_SILENT, M_GARBAGE, M_CONTINUE,
-            M_DATE, M_LOW_STATUS, M_CUT };
+            M_DATE, M_LOW_STATUS, M_CUT, M_DIGEST };
 
 static enum mode mode;
 static int accepted, requests;
@@ -40,6 +41,23 @@ struct sconn {
 };
 
 static http_parser_settings ssettings;
+/* M_DIGEST: the body's length and FNV-1a hash, answered as the body */
+static uint64_t body_bytes, body_hash = 14695981039346656037ull;
+
+static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static int s_body(http_parser *p, const char *at, size_t n)
+{
+    (void)p;
+    body_bytes += n;
+    body_hash = fnv1a(body_hash, at, n);
+    return 0;
+}
 static char sbuf[65536];
 
 static void s_alloc(uv_handle_t *h, size_t n, uv_buf_t *b)
@@ -124,6 +142,17 @@ static int s_message_complete(http_parser *p)
     case M_GARBAGE:
         s_send(s, "HTP/1.1 200 OK\r\n\r\n", 18);
         break;
+    case M_DIGEST: {
+        char digest[64];
+        int dn = snprintf(digest, sizeof digest, "%llu %016llx", (unsigned long long)body_bytes,
+                          (unsigned long long)body_hash);
+        int n = snprintf(text, sizeof text, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s",
+                         dn, digest);
+        s_send(s, text, (size_t)n);
+        body_bytes = 0;
+        body_hash = 14695981039346656037ull;
+        break;
+    }
     case M_CUT: /* ten bytes promised, three sent */
         s_send_and_close(s, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
         return 1;
@@ -181,7 +210,10 @@ static void server_start(uv_loop_t *loop, enum mode m)
 {
     mode = m;
     accepted = requests = 0;
+    body_bytes = 0;
+    body_hash = 14695981039346656037ull;
     ssettings.on_message_complete = s_message_complete;
+    ssettings.on_body = s_body;
     uv_tcp_init(loop, &listener);
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", 0, &a);
@@ -237,6 +269,10 @@ static void on_done(void *arg, const struct http_client_result *r)
     snprintf(o->error, sizeof o->error, "%s", r->error ? r->error : "");
 }
 
+/* what run_one sends: the first request's body, and the second's (n == 2) */
+static const char *send_body = "{\"a\": 1}", *send_body2 = "{}";
+static size_t send_len = 8, send_len2 = 2;
+
 static struct outcome *chain_next;
 static void on_done_then_send(void *arg, const struct http_client_result *r)
 {
@@ -244,7 +280,7 @@ static void on_done_then_send(void *arg, const struct http_client_result *r)
     if (chain_next) { /* the next request starts from this callback: reuses the connection */
         struct outcome *n = chain_next;
         chain_next = NULL;
-        http_client_send(client, "PUT", "", "{}", 2, on_done, n);
+        http_client_send(client, "PUT", "", send_body2, send_len2, on_done, n);
     }
 }
 
@@ -263,7 +299,7 @@ static void run_one(enum mode m, const char *host, uint64_t timeout_ms, struct o
     remaining = n;
     if (n == 2)
         chain_next = &o[1];
-    http_client_send(client, "PUT", "X-Test: 1\r\n", "{\"a\": 1}", 8,
+    http_client_send(client, "PUT", "X-Test: 1\r\n", send_body, send_len,
                      n == 2 ? on_done_then_send : on_done, &o[0]);
     for (;;) {
         uv_run(&loop, UV_RUN_ONCE);
@@ -316,6 +352,36 @@ static void test_keep_alive_reuse(void **state)
     assert_int_equal(o[1].status, 200);
     assert_int_equal(requests, 2);
     assert_int_equal(accepted, 1); /* the second went over the first's connection */
+}
+
+/* A body larger than the socket takes at once: the rest is written as the
+ * socket drains, all of it arrives, and the connection then serves the next. */
+static void test_large_body_written_in_parts(void **state)
+{
+    (void)state;
+    size_t len = 8u << 20;
+    char *big = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (char)('a' + (i * 7 + i / 4099) % 26);
+    char want[2][64];
+    snprintf(want[0], sizeof want[0], "%zu %016llx", len,
+             (unsigned long long)fnv1a(14695981039346656037ull, big, len));
+    snprintf(want[1], sizeof want[1], "%zu %016llx", len - 1,
+             (unsigned long long)fnv1a(14695981039346656037ull, big + 1, len - 1));
+    send_body = big;
+    send_len = len;
+    send_body2 = big + 1;
+    send_len2 = len - 1;
+    struct outcome o[2];
+    run_one(M_DIGEST, "127.0.0.1", 20000, o, 2);
+    send_body = "{\"a\": 1}", send_len = 8, send_body2 = "{}", send_len2 = 2;
+    free(big);
+    assert_string_equal(o[0].error, "");
+    assert_int_equal(o[0].status, 200);
+    assert_string_equal(o[0].body, want[0]);
+    assert_int_equal(o[1].status, 200);
+    assert_string_equal(o[1].body, want[1]);
+    assert_int_equal(accepted, 1);
 }
 
 static void test_answer_to_the_close(void **state)
@@ -491,6 +557,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_url),
         cmocka_unit_test(test_keep_alive_reuse),
+        cmocka_unit_test(test_large_body_written_in_parts),
         cmocka_unit_test(test_answer_to_the_close),
         cmocka_unit_test(test_chunked_truncated_retry_after),
         cmocka_unit_test(test_interim_answer),

@@ -729,6 +729,18 @@ static void test_migration_from_v1(void **state)
         uses_index |= strstr((const char *)sqlite3_column_text(st, 3), "tasks_state_id") != NULL;
     sqlite3_finalize(st);
     assert_true(uses_index);
+    /* a database from a newer version is refused, and left as it is */
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0};
+    char err[256];
+    assert_null(store_open(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "database schema version 6 is newer than this program's (5)"));
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
     sqlite3_close(db);
 }
 

@@ -110,6 +110,23 @@ def test_refused_then_500_twice_then_200(start_service, start_main):
     assert "retrying" in [h["state"] for h in t["history"]]
 
 
+def test_retries_end_when_the_next_would_pass_the_max_age(start_service):
+    # nothing listens: every attempt is refused; the task fails once its next attempt would
+    # come later than --retry-max-age after it was accepted, not after it
+    port = free_port()
+    svc = start_service("--latency", "0-0", "--retry-base", "0.2", "--retry-cap", "0.4",
+                        "--retry-max-age", "1.5", "--retry-max-attempts", "1000",
+                        env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"})
+    tid = submit(svc, "aging")[2]["task_id"]
+    svc.err.wait(r'event=callback_failed task=' + tid + r' .*final="too old"', timeout=10)
+    t = wait_state(svc, tid, "failed")
+    assert t["attempts"] >= 3 and t["last_error"].startswith("Failed to connect")
+    assert svc.err.count(r"event=callback_retry task=" + tid) == t["attempts"] - 1
+    def ms(at):  # "2026-11-27T04:42:04.123Z" -> ms of the day
+        return int(at[11:13]) * 3600000 + int(at[14:16]) * 60000 + round(float(at[17:23]) * 1000)
+    assert ms(t["updated_at"]) - ms(t["created_at"]) <= 1500
+
+
 def test_4xx_fails_at_once_then_retry_delivers(start_service, start_main):
     main = start_main("--fail", "1", "--fail-status", "404")
     svc = start_service("--latency", "0-0", env={"MAIN_SERVICE_URL": main.url()})

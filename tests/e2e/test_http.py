@@ -1,4 +1,4 @@
-"""HTTP/1.1 behaviour: keep-alive, pipelining, chunked, 100-continue, limits."""
+"""HTTP/1.1 behaviour: keep-alive, pipelining, chunked, 100-continue, limits, the lingering close."""
 import json
 import socket
 import time
@@ -258,3 +258,42 @@ def test_client_half_close_still_answered(start_service):
     svc = start_service()
     out = raw(svc.port, GET_ROOT + GET_ROOT, shut=True)
     assert [a[0] for a in parse_responses(out)] == [200, 200]
+
+
+def open_connections(port):
+    """connections_open from /health, less the one that asks."""
+    return json.loads(request(port, "GET", "/health")[2])["connections_open"] - 1
+
+
+def test_error_close_lingers_for_a_silent_client_then_ends(start_service):
+    # after an error answer the server shuts its side and drains what the client still
+    # sends; a client that neither sends nor closes is let go after the linger time (2 s)
+    svc = start_service()
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s.sendall(b"NONSENSE\r\n\r\n")
+    out = read_to_close(s)  # the answer, then the server's FIN
+    assert parse_responses(out)[0][0] == 400
+    t0 = time.monotonic()
+    assert open_connections(svc.port) == 1  # lingering, not closed at once
+    while open_connections(svc.port) != 0:
+        assert time.monotonic() - t0 < 10, "a lingering connection was never closed"
+        time.sleep(0.1)
+    s.close()
+
+
+def test_error_close_stops_draining_a_client_that_keeps_sending(start_service):
+    # the drain is bounded (256 KiB): past it the connection is closed, not read forever
+    svc = start_service()
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s.sendall(b"NONSENSE\r\n\r\n")
+    junk = b"x" * 65536
+    t0 = time.monotonic()
+    try:
+        for _ in range(4096):  # 256 MiB: far more than any socket buffer holds
+            s.sendall(junk)
+        ended = False
+    except (ConnectionResetError, BrokenPipeError):
+        ended = True
+    assert ended and time.monotonic() - t0 < 10
+    s.close()
+    still_serving(svc.port)

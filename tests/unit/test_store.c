@@ -686,6 +686,13 @@ static void test_migration_from_v1(void **state)
     sql[n] = '\0';
     fclose(f);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    /* a payload migration 5 cannot read stays as it was */
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO tasks VALUES (1940000000000000009, '\"odd\"', '{\"x\":',"
+                                  " 4, 1, 1760000000000, 1760000000000, NULL, NULL, NULL,"
+                                  " 'queued@1760000000000 running@1760000000000')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
 
     struct store *s = open_store(10, 86400000ull * 365 * 100);
@@ -699,6 +706,10 @@ static void test_migration_from_v1(void **state)
     assert_string_equal(a.v[0].payload, "[2.0,1,10.0,5]");
     assert_string_equal(a.v[0].history, "queued@1760000000000 running@1760000000000 "
                                         "delivering@1760000000000 succeeded@1760000000000");
+    answer_free(&a);
+    a = get(s, 1940000000000000009ull);
+    assert_string_equal(a.v[0].payload, "{\"x\":");
+    assert_string_equal(a.v[0].history, "queued@1760000000000 running@1760000000000");
     answer_free(&a);
     a = get(s, 1940000000000000001ull);
     assert_string_equal(a.v[0].payload, "[2.0,1,10.0,5]");
@@ -739,7 +750,7 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_int_equal(sqlite3_column_int(st, 0), 3);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }

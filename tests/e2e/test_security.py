@@ -102,6 +102,13 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"{")
             self.wfile.flush()
             time.sleep(4)
+        elif mode == "busy_once":  # 503 with Retry-After the first time, then as "ok"
+            _Recorder.mode = "ok"
+            self.send_response(503)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"busy")
         elif mode == "redirect":
             self.send_response(302)
             self.send_header("Location", "http://127.0.0.1:1/elsewhere")
@@ -385,6 +392,20 @@ def test_https_main_service_with_its_ca(start_service, tls_recorder):
     while json.loads(request(svc.port, "GET", "/health")[2])["callbacks_delivered"] < 3:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def test_https_retry_after_is_honoured(start_service, tls_recorder):
+    # the https transport (libcurl) reads Retry-After as the plain one does
+    srv, ca = tls_recorder
+    _Recorder.mode = "busy_once"
+    svc = start_service("--latency", "0-0", "--callback-ca-file", str(ca), "--retry-base", "0.05",
+                        "--retry-cap", "5", env={
+                            "MAIN_SERVICE_URL": f"https://127.0.0.1:{srv.server_address[1]}"})
+    assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
+    svc.err.wait(r'event=callback_retry .*attempts=1 status=503 reason="HTTP 503: busy" '
+                 r'retry_in_ms=1000$', timeout=15)
+    assert _Recorder.arrived.acquire(timeout=15) and _Recorder.arrived.acquire(timeout=15)
+    assert len(_Recorder.got) == 2 and _Recorder.got[0][1] == _Recorder.got[1][1]
 
 
 @pytest.mark.parametrize("trust", ["system", "another CA"])

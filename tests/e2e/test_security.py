@@ -82,6 +82,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
     mode = "ok"
 
     def do_PUT(self):
+        arrived = _Recorder.arrived  # this test's: a handler may outlive its test
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Recorder.got.append((dict(self.headers), body))
         mode = _Recorder.mode
@@ -120,7 +121,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-        _Recorder.arrived.release()
+        arrived.release()
 
     def log_message(self, *args):
         pass

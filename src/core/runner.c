@@ -72,13 +72,12 @@ static uint64_t latency(struct runner *r)
     return lo + rng_next(r) % (hi - lo + 1);
 }
 
-/* Time-ordered, unique within the process: ms since the epoch, a counter
- * for ids made in the same ms, and the worker's number. */
-/* The last id's time and counter (ms << 12 | counter), shared by every
- * worker: an id is greater than every id given out before it in the process,
- * so a task submitted after another's answer lists after it, whichever
- * worker took each (with a counter per worker, two tasks of the same
- * millisecond were ordered by worker). */
+/* Task ids: ms since the epoch, a counter for ids made in the same ms, and
+ * the worker's number. The last id's time and counter (ms << 12 | counter)
+ * is shared by every worker: an id is greater than every id given out before
+ * it in the process, so a task submitted after another's answer lists after
+ * it, whichever worker took each (with a counter per worker, two tasks of the
+ * same millisecond were ordered by worker). */
 static _Atomic uint64_t last_id;
 
 uint64_t runner_new_id(struct runner *r)

@@ -24,10 +24,10 @@
  * Every change is kept with its time in the task's history
  * ("queued@<ms> running@<ms> ..."). A task is inserted as queued+running at
  * once, at created_ms: it starts computing when it is acknowledged (the row
- * keeps the changes after these two; a view has them all). Its move to delivering
- * is written with the first delivery outcome (succeeded, retrying, failed),
- * with its own time: a crash in between finds it running, and it is
- * computed again.
+ * keeps the changes after these two; a view has them all). Its move to
+ * delivering is written with the first delivery outcome (succeeded,
+ * retrying, failed), with its own time: a crash in between finds it
+ * running, and it is computed again.
  *
  * Threading: store_open/store_recover/store_close on the main thread (before
  * and after the workers); everything else from any worker loop thread. The

@@ -690,7 +690,10 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(sqlite3_exec(db,
                                   "INSERT INTO tasks VALUES (1940000000000000009, '\"odd\"', '{\"x\":',"
                                   " 4, 1, 1760000000000, 1760000000000, NULL, NULL, NULL,"
-                                  " 'queued@1760000000000 running@1760000000000')",
+                                  " 'queued@1760000000000 running@1760000000000');"
+                                  /* and a time no clock gives: the view's widest history */
+                                  "INSERT INTO tasks VALUES (1940000000000000010, '\"neg\"', '[1]', 4,"
+                                  " 1, -1, -1, NULL, NULL, NULL, 'queued@-1 running@-1 x@5')",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -710,6 +713,10 @@ static void test_migration_from_v1(void **state)
     a = get(s, 1940000000000000009ull);
     assert_string_equal(a.v[0].payload, "{\"x\":");
     assert_string_equal(a.v[0].history, "queued@1760000000000 running@1760000000000");
+    answer_free(&a);
+    a = get(s, 1940000000000000010ull);
+    assert_string_equal(a.v[0].history,
+                        "queued@18446744073709551615 running@18446744073709551615 x@5");
     answer_free(&a);
     a = get(s, 1940000000000000001ull);
     assert_string_equal(a.v[0].payload, "[2.0,1,10.0,5]");
@@ -750,7 +757,7 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 3);
+    assert_int_equal(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }

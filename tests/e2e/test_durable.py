@@ -124,7 +124,9 @@ def test_retries_end_when_the_next_would_pass_the_max_age(start_service):
     assert svc.err.count(r"event=callback_retry task=" + tid) == t["attempts"] - 1
     def ms(at):  # "2026-11-27T04:42:04.123Z" -> ms of the day
         return int(at[11:13]) * 3600000 + int(at[14:16]) * 60000 + round(float(at[17:23]) * 1000)
-    assert ms(t["updated_at"]) - ms(t["created_at"]) <= 1500
+    # given up at about the max age (the write of the failure comes a little after the
+    # decision), not after its 1,000 attempts (minutes at up to 0.4 s each)
+    assert ms(t["updated_at"]) - ms(t["created_at"]) < 3000
 
 
 def test_4xx_fails_at_once_then_retry_delivers(start_service, start_main):

@@ -239,18 +239,12 @@ def test_sigterm_then_restart_resumes(start_service, main_service, tmp_path):
     assert wait_state(again, ids[0], "succeeded")
 
 
-def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_service,
-                                                             tmp_path):
-    store = f"sqlite:{tmp_path}/forced.db"
-    # a forced exit leaves threads behind by design: a worker that has finished is not
-    # joined yet (ThreadSanitizer would call it a thread leak)
-    tsan = (os.environ.get("TSAN_OPTIONS", "") + " report_thread_leaks=0").strip()
-    svc = start_service("--latency", "600-600", "--store", store, env={"TSAN_OPTIONS": tsan})
-    ids = [submit(svc, f"forced-{i}")[2]["task_id"] for i in range(50)]
-    # a client that asks for ~10 MB of answers (600 lists of 50 tasks) and reads
-    # none keeps the stop waiting for them to be written (grace 10 s); it is
-    # stuck once the service has stopped reading its requests
-    health = lambda: json.loads(request(svc.port, "GET", "/health")[2])  # noqa: E731
+def stuck_client(svc):
+    """A client that asks for ~10 MB of answers (600 lists of 50 tasks) and reads none: it
+    keeps a stop waiting for them to be written. Returned once the service has stopped
+    reading its requests (/health's requests_total still)."""
+    def health():
+        return json.loads(request(svc.port, "GET", "/health")[2])
     before = health()["requests_total"]
     stuck = socket.socket()
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -262,6 +256,38 @@ def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_
         seen.append(health()["requests_total"] - len(seen))
         time.sleep(0.1)
     assert before + 32 < seen[-1] < before + 600
+    return stuck
+
+
+def test_grace_over_closes_what_is_left_and_stops_cleanly(start_service, main_service, tmp_path):
+    store = f"sqlite:{tmp_path}/grace.db"
+    svc = start_service("--latency", "600-600", "--shutdown-grace", "1", "--store", store)
+    ids = [submit(svc, f"grace-{i}")[2]["task_id"] for i in range(20)]
+    stuck = stuck_client(svc)
+    t0 = time.monotonic()
+    svc.p.send_signal(signal.SIGTERM)
+    svc.err.wait(r"event=shutdown_grace_over worker=\d+: closing the connections left", timeout=10)
+    assert svc.p.wait(10) == 0  # a clean stop, not a forced one
+    assert time.monotonic() - t0 < 8
+    svc.err.wait(r"event=stopped")
+    assert "event=forced_exit" not in svc.err.text()
+    stuck.close()
+    # the tasks still computing were left in the store: a new start sends them
+    again = start_service("--latency", "0-0", "--store", store)
+    again.err.wait(r"event=recovered tasks=20 ")
+    main_service.out.wait(r'^result .*"grace-', count=20, timeout=20)
+    assert all(wait_state(again, i, "succeeded") for i in ids)
+
+
+def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_service,
+                                                             tmp_path):
+    store = f"sqlite:{tmp_path}/forced.db"
+    # a forced exit leaves threads behind by design: a worker that has finished is not
+    # joined yet (ThreadSanitizer would call it a thread leak)
+    tsan = (os.environ.get("TSAN_OPTIONS", "") + " report_thread_leaks=0").strip()
+    svc = start_service("--latency", "600-600", "--store", store, env={"TSAN_OPTIONS": tsan})
+    ids = [submit(svc, f"forced-{i}")[2]["task_id"] for i in range(50)]
+    stuck = stuck_client(svc)
     svc.p.send_signal(signal.SIGTERM)
     svc.err.wait(r"event=stopping signal=15")
     svc.err.wait(r"event=shutdown_waiting worker=\d+ server_drained=0", timeout=5)

@@ -259,6 +259,14 @@ def stuck_client(svc):
     return stuck
 
 
+def restart_delivers(start_service, main_service, store, prefix, ids):
+    """A new start on store recovers the tasks ids (request_ids prefix-...) and delivers them."""
+    again = start_service("--latency", "0-0", "--store", store)
+    again.err.wait(rf"event=recovered tasks={len(ids)} ")
+    main_service.out.wait(rf'^result .*"{prefix}-', count=len(ids), timeout=20)
+    assert all(wait_state(again, i, "succeeded") for i in ids)
+
+
 def test_grace_over_closes_what_is_left_and_stops_cleanly(start_service, main_service, tmp_path):
     store = f"sqlite:{tmp_path}/grace.db"
     svc = start_service("--latency", "600-600", "--shutdown-grace", "1", "--store", store)
@@ -273,10 +281,7 @@ def test_grace_over_closes_what_is_left_and_stops_cleanly(start_service, main_se
     assert "event=forced_exit" not in svc.err.text()
     stuck.close()
     # the tasks still computing were left in the store: a new start sends them
-    again = start_service("--latency", "0-0", "--store", store)
-    again.err.wait(r"event=recovered tasks=20 ")
-    main_service.out.wait(r'^result .*"grace-', count=20, timeout=20)
-    assert all(wait_state(again, i, "succeeded") for i in ids)
+    restart_delivers(start_service, main_service, store, "grace", ids)
 
 
 def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_service,
@@ -300,10 +305,7 @@ def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_
     assert "event=stopped" not in svc.err.text()
     stuck.close()
     # the tasks acknowledged before the forced exit were committed: a new start sends them
-    again = start_service("--latency", "0-0", "--store", store)
-    again.err.wait(r"event=recovered tasks=50 ")
-    main_service.out.wait(r'^result .*"forced-', count=50, timeout=20)
-    assert all(wait_state(again, i, "succeeded") for i in ids)
+    restart_delivers(start_service, main_service, store, "forced", ids)
 
 
 def test_unusable_database_is_refused_at_start(tmp_path):

@@ -55,18 +55,32 @@ static struct exchange *parse(const char *body)
     return ex;
 }
 
-static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t lat, int port)
+static struct store *memory_store(void)
+{
+    struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0};
+    char err[256];
+    struct store *s = store_open(&sc, err, sizeof err);
+    assert_non_null(s);
+    return s;
+}
+
+/* A runner of worker worker_id delivering to the port, its delivery in dlv. */
+static struct runner *new_runner(uv_loop_t *loop, struct runner_counters *counters, uint64_t lat,
+                                 int port, int worker_id, struct store *st)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/api/exchange_result", port);
     struct delivery_config dc = {url, 4, 2000, 5000, NULL, 0, NULL};
     dlv = delivery_new(loop, &dc);
-    struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0};
-    char err[256];
-    store = store_open(&sc, err, sizeof err);
-    assert_non_null(store);
-    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, 3, store, {1000, 60000, 5, 3600000}, NULL};
-    run = runner_new(loop, &rc, dlv);
+    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, worker_id, st,
+                               {1000, 60000, 5, 3600000}, NULL};
+    return runner_new(loop, &rc, dlv);
+}
+
+static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t lat, int port)
+{
+    store = memory_store();
+    run = new_runner(loop, counters, lat, port, 3, store);
 }
 
 static void test_callback_body(void **state)
@@ -120,17 +134,10 @@ static void test_ids_increase_across_workers(void **state)
     uv_loop_init(&loop);
     struct runner_counters counters;
     memset(&counters, 0, sizeof counters);
-    struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0};
-    char err[256];
-    struct store *st = store_open(&sc, err, sizeof err);
-    assert_non_null(st);
+    struct store *st = memory_store();
     struct runner *w[2];
-    for (int i = 0; i < 2; i++) {
-        struct delivery_config dc = {"http://127.0.0.1:1/", 4, 2000, 5000, NULL, 0, NULL};
-        struct runner_config rc = {&counters, 0, 0, 0, "t", 0, i + 1, st, {1000, 60000, 5, 3600000},
-                                   NULL};
-        w[i] = runner_new(&loop, &rc, delivery_new(&loop, &dc));
-    }
+    for (int i = 0; i < 2; i++)
+        w[i] = new_runner(&loop, &counters, 0, 1, i + 1, st);
     uint64_t last = 0;
     for (int i = 0; i < 5000; i++) {
         uint64_t id = runner_new_id(w[0]);

@@ -185,13 +185,20 @@ static void on_retried(void *arg, int status, const struct task_view *v)
         free(p);
         return;
     }
+    if (status == STORE_E_UNREADABLE) {
+        http_reply_detail(p->x, 409,
+                          "The stored request of this task cannot be read back; it stays failed",
+                          NULL);
+        free(p);
+        return;
+    }
     if (status == STORE_OK) {
         struct exchange *ex;
         if (!p->w->runner)
             ; /* stopping: the task is stored as retrying and resumes at the next start */
         else if (payload_from_stored(v->payload, v->request_id, &ex) == 0)
             runner_resume(p->w->runner, ex, v);
-        else /* cannot happen: the store keeps what payload accepted */
+        else /* cannot happen: the store checked it before the change */
             log_error("event=retry_unreadable task=%016" PRIx64 ": left as it is", v->id);
     }
     on_view(arg, status, v);

@@ -419,11 +419,38 @@ static void do_update(struct store *s, struct op *op, int64_t *active_delta)
         (*active_delta)--;
 }
 
+/* A failed task whose stored request cannot be read back (a database edited
+ * by hand, or a payload that migration 5 could not convert) is not moved to
+ * retrying: nothing could run it. Returns 1 with op answered (the view,
+ * STORE_E_UNREADABLE) or 0 to go on with the change. */
+static int retry_unreadable(struct store *s, struct op *op)
+{
+    if (get_view(s, op->id, op) != STORE_OK)
+        return 0; /* not found, or I/O: the change itself answers it */
+    const struct task_view *v = &op->views[0];
+    struct exchange *ex = NULL;
+    int unreadable = v->state == STATE_FAILED &&
+                     (!v->payload || !v->request_id ||
+                      payload_from_stored(v->payload, v->request_id, &ex) != 0);
+    free(ex);
+    if (unreadable) {
+        op->status = STORE_E_UNREADABLE;
+        return 1;
+    }
+    store_view_free(&op->views[0]);
+    free(op->views);
+    op->views = NULL;
+    op->nviews = 0;
+    return 0;
+}
+
 static void do_change(struct store *s, struct op *op, int64_t *active_delta)
 {
     uint64_t now = util_wall_ms();
     char hist[64];
     int cancel = op->kind == OP_CANCEL;
+    if (!cancel && retry_unreadable(s, op))
+        return;
     history_token(hist, sizeof hist, cancel ? STATE_CANCELLED : STATE_RETRYING, now);
     sqlite3_stmt *st = cancel ? s->st_cancel : s->st_retry;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)op->id);

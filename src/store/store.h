@@ -63,6 +63,7 @@ int task_state_parse(const char *name, size_t len);
 #define STORE_E_IO (-3)        /* the database could not take it (disk full, read-only, I/O) */
 #define STORE_E_NOTFOUND (-4)
 #define STORE_E_STATE (-5)     /* cancel/retry: the task is in a state that does not allow it */
+#define STORE_E_UNREADABLE (-6) /* retry: the stored request cannot be read back (left failed) */
 
 struct store;
 struct store_inbox;
@@ -152,7 +153,9 @@ void store_get(struct store *s, struct store_inbox *in, uint64_t id, store_view_
 void store_cancel(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
                   void *arg);
 /* Moves a failed task to retrying (attempts reset): STORE_OK with the new
- * view, STORE_E_STATE (not failed), STORE_E_NOTFOUND. */
+ * view, STORE_E_STATE (not failed), STORE_E_NOTFOUND, or STORE_E_UNREADABLE
+ * with the unchanged view when its stored request cannot be read back (a
+ * retry could not run it, so it stays failed). */
 void store_retry(struct store *s, struct store_inbox *in, uint64_t id, store_view_cb cb,
                  void *arg);
 

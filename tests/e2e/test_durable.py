@@ -146,6 +146,38 @@ def test_4xx_fails_at_once_then_retry_delivers(start_service, start_main):
     assert request(svc.port, "POST", "/api/tasks/00000000000000ff/retry")[0] == 404
 
 
+def test_retry_of_a_task_whose_request_cannot_be_read_is_refused(start_service, start_main,
+                                                                 tmp_path):
+    """A failed task whose stored request cannot be read back (a database edited by hand)
+    is answered 409 and stays failed, instead of waiting as retrying for a run that could
+    never come; a readable one beside it is retried and delivered."""
+    main = start_main("--fail", "2", "--fail-status", "404")
+    path = tmp_path / "edited.db"
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "0-0",
+                        env={"MAIN_SERVICE_URL": main.url()})
+    bad, good = (submit(svc, rid)[2]["task_id"] for rid in ("edited", "kept"))
+    for tid in (bad, good):
+        wait_state(svc, tid, "failed")
+    assert svc.stop() == 0
+    db = sqlite3.connect(path)
+    db.execute("UPDATE tasks SET payload = '[75.5,1,' WHERE request_id = '\"edited\"'")
+    db.commit()
+    db.close()
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "0-0",
+                        env={"MAIN_SERVICE_URL": main.url()})
+    status, _, data = request(svc.port, "POST", f"/api/tasks/{bad}/retry")
+    assert (status, json.loads(data)) == (409, {
+        "detail": "The stored request of this task cannot be read back; it stays failed"})
+    status, t = task(svc, bad)
+    assert t["state"] == "failed" and t["attempts"] == 1
+    assert [h["state"] for h in t["history"]] == ["queued", "running", "delivering", "failed"]
+    status, _, data = request(svc.port, "POST", f"/api/tasks/{good}/retry")
+    assert status == 200 and json.loads(data)["state"] == "retrying"
+    main.out.wait(r'^result .*"kept"')
+    wait_state(svc, good, "succeeded")
+    assert "event=retry_unreadable" not in svc.err.text()
+
+
 def test_invalid_token_fails_with_reason(start_service, main_service):
     svc = start_service("--latency", "0-0", env={"SECRET_TOKEN": "wrong"})
     tid = submit(svc, "bad-token")[2]["task_id"]

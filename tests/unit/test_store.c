@@ -146,8 +146,9 @@ static uint64_t id_base;
         store_update((s), NULL, &c_);                                                               \
     } while (0)
 
-#define P1 "{\"request_id\":\"r1\",\"exchange_rate\":2.0,\"bills\":[]}"
-#define P2 "{\"request_id\":\"r1\",\"exchange_rate\":3.0,\"bills\":[]}"
+/* stored forms (payload_stored): a rate, then each bill's id, denomination, count */
+#define P1 "[2.0,1,10.0,5]"
+#define P2 "[3.0,1,10.0,5]"
 
 static int setup(void **state)
 {
@@ -486,6 +487,41 @@ static void test_held_outcomes_and_the_task_api(void **state)
     assert_int_equal(active_now(s), 1);
     close_store(s);
     memset(&tune, 0, sizeof tune);
+}
+
+/* A failed task whose stored request cannot be read back is not moved to
+ * retrying, where nothing could run it: it stays failed, answered
+ * STORE_E_UNREADABLE with its view. A readable one beside it is retried. */
+static void test_retry_of_an_unreadable_task_is_refused(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(100, 86400000);
+    assert_int_equal(submit(s, ID(1), "\"u1\"", "{\"x\":", NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(2), "\"u2\"", P1, NULL), STORE_OK);
+    for (uint64_t id = ID(1); id <= ID(2); id++) {
+        struct store_change c = {id, STATE_FAILED, 3, 0, "HTTP 400: bad", NULL, 0};
+        store_update(s, inbox, &c);
+    }
+    struct answer a = {0};
+    store_retry(s, inbox, ID(1), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_E_UNREADABLE);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.v[0].state, STATE_FAILED);
+    assert_int_equal(a.v[0].attempts, 3);
+    answer_free(&a);
+    a = get(s, ID(1));
+    assert_int_equal(a.v[0].state, STATE_FAILED);
+    assert_null(strstr(a.v[0].history, "retrying"));
+    answer_free(&a);
+    store_retry(s, inbox, ID(2), on_view, &a);
+    wait_for(&a);
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_RETRYING);
+    answer_free(&a);
+    assert_int_equal(active_now(s), 1);
+    close_store(s);
 }
 
 /* Held outcomes go by themselves: when their task is hold_ms old, and when
@@ -881,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_ops_from_timers_are_not_held),
         cmocka_unit_test(test_outcomes_held_until_read_or_close),
         cmocka_unit_test(test_held_outcomes_and_the_task_api),
+        cmocka_unit_test(test_retry_of_an_unreadable_task_is_refused),
         cmocka_unit_test(test_outcomes_released_when_due_or_quiet),
         cmocka_unit_test(test_wal_stays_short_under_load),
         cmocka_unit_test(test_checkpointer_rewinds_the_wal),

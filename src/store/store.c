@@ -18,6 +18,7 @@
 #include "../core/deadline.h"
 #include "../core/payload.h"
 #include "../util.h"
+#include "walvfs.h"
 
 #define PURGE_EVERY_MS 1000
 #define PURGE_BATCH 500
@@ -1166,10 +1167,19 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     /* No memory statistics: they take a global mutex on every allocation.
      * Only possible before SQLite starts; a later store_open finds it done. */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    /* with synchronous=FULL the WAL's writes of a commit go out as one write at
+     * its sync (walvfs.h); NORMAL and OFF do not sync each commit */
+    const char *vfs_name = NULL;
+    if (!s->memory && !strcmp(cfg->sync, "full")) {
+        if (walvfs_register() == SQLITE_OK)
+            vfs_name = WALVFS_NAME;
+        else
+            log_warn("event=store_walvfs_unavailable: the WAL is written page by page");
+    }
     int rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                  (s->memory ? SQLITE_OPEN_URI : 0),
-                             NULL);
+                             vfs_name);
     char why[256] = "";
     if (rc != SQLITE_OK) {
         snprintf(why, sizeof why, "%s", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -1205,7 +1215,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     uv_cond_init(&s->cond);
     uv_mutex_init(&s->cancel_lock);
     if (!s->memory &&
-        sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        vfs_name) !=
             SQLITE_OK) {
         snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->ckpt_db));
         sqlite3_close_v2(s->ckpt_db);

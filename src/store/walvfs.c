@@ -12,9 +12,9 @@ struct wfile {
     sqlite3_file head;     /* pMethods: &wal_methods, &plain_methods, or NULL */
     sqlite3_file *base;    /* points just after this struct */
     int wal;               /* gathers writes */
-    char *held;            /* writes not yet made: [held_off, held_off + held_len) */
-    sqlite3_int64 held_off;
-    size_t held_len, held_cap;
+    char *held;            /* WALVFS_MAX_BYTES, from the first write: its touched pages stay */
+    sqlite3_int64 held_off; /* writes not yet made: [held_off, held_off + held_len) */
+    size_t held_len;
 };
 
 static sqlite3_vfs vfs;
@@ -57,22 +57,13 @@ static int w_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
         atomic_fetch_add_explicit(&stat_written, 1, memory_order_relaxed);
         return w->base->pMethods->xWrite(w->base, buf, amt, off);
     }
+    if (!w->held && !(w->held = malloc(WALVFS_MAX_BYTES))) { /* no room: write it now */
+        atomic_fetch_add_explicit(&stat_written, 1, memory_order_relaxed);
+        return w->base->pMethods->xWrite(w->base, buf, amt, off);
+    }
     if (!w->held_len)
         w->held_off = off;
     size_t at = (size_t)(off - w->held_off), end = at + n;
-    if (end > w->held_cap) {
-        size_t cap = w->held_cap ? w->held_cap : 64 * 1024;
-        while (cap < end)
-            cap *= 2;
-        char *p = realloc(w->held, cap);
-        if (!p) { /* no room to hold it: write it now */
-            int rc = flush(w);
-            atomic_fetch_add_explicit(&stat_written, 1, memory_order_relaxed);
-            return rc != SQLITE_OK ? rc : w->base->pMethods->xWrite(w->base, buf, amt, off);
-        }
-        w->held = p;
-        w->held_cap = cap;
-    }
     memcpy(w->held + at, buf, n);
     if (end > w->held_len)
         w->held_len = end;
@@ -85,7 +76,6 @@ static int w_close(sqlite3_file *f)
     int rc = flush(w);
     free(w->held);
     w->held = NULL;
-    w->held_cap = 0;
     int rc2 = w->base->pMethods->xClose(w->base);
     return rc != SQLITE_OK ? rc : rc2;
 }

@@ -80,6 +80,9 @@ static void wait_for(struct answer *a)
 
 /* hold_ms, hold_quiet_ms and wal_max_frames of the next open_store (0: the defaults) */
 static struct { uint64_t hold_ms, quiet_ms, wal_max; } tune;
+/* the store open_store opened and close_store has not closed: after a failed
+ * test, close_each closes it, so that the next test's loop is not held open */
+static struct store *open_now;
 
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
@@ -91,6 +94,7 @@ static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
         fprintf(stderr, "store_open: %s\n", err);
     assert_non_null(s);
     inbox = store_inbox_new(s, &loop);
+    open_now = s;
     return s;
 }
 
@@ -101,6 +105,17 @@ static void close_store(struct store *s)
     store_inbox_close(inbox);
     uv_run(&loop, UV_RUN_DEFAULT);
     store_close(s);
+    open_now = NULL;
+}
+
+/* After each test: what a failed one left open, and its tuning. */
+static int close_each(void **state)
+{
+    (void)state;
+    if (open_now)
+        close_store(open_now);
+    memset(&tune, 0, sizeof tune);
+    return 0;
 }
 
 static int submit(struct store *s, uint64_t id, const char *rid, const char *payload, uint64_t *out)
@@ -911,21 +926,21 @@ static void test_unusable_paths(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_submit_and_transitions),
-        cmocka_unit_test(test_recovery_after_reopen),
-        cmocka_unit_test(test_batching_and_held_back_updates),
-        cmocka_unit_test(test_ops_from_timers_are_not_held),
-        cmocka_unit_test(test_outcomes_held_until_read_or_close),
-        cmocka_unit_test(test_held_outcomes_and_the_task_api),
-        cmocka_unit_test(test_retry_of_an_unreadable_task_is_refused),
-        cmocka_unit_test(test_outcomes_released_when_due_or_quiet),
-        cmocka_unit_test(test_wal_stays_short_under_load),
-        cmocka_unit_test(test_checkpointer_rewinds_the_wal),
-        cmocka_unit_test(test_migration_from_v1),
-        cmocka_unit_test(test_purge),
-        cmocka_unit_test(test_memory_store_cache_is_bounded),
-        cmocka_unit_test(test_full_disk_fault),
-        cmocka_unit_test(test_unusable_paths),
+        cmocka_unit_test_teardown(test_submit_and_transitions, close_each),
+        cmocka_unit_test_teardown(test_recovery_after_reopen, close_each),
+        cmocka_unit_test_teardown(test_batching_and_held_back_updates, close_each),
+        cmocka_unit_test_teardown(test_ops_from_timers_are_not_held, close_each),
+        cmocka_unit_test_teardown(test_outcomes_held_until_read_or_close, close_each),
+        cmocka_unit_test_teardown(test_held_outcomes_and_the_task_api, close_each),
+        cmocka_unit_test_teardown(test_retry_of_an_unreadable_task_is_refused, close_each),
+        cmocka_unit_test_teardown(test_outcomes_released_when_due_or_quiet, close_each),
+        cmocka_unit_test_teardown(test_wal_stays_short_under_load, close_each),
+        cmocka_unit_test_teardown(test_checkpointer_rewinds_the_wal, close_each),
+        cmocka_unit_test_teardown(test_migration_from_v1, close_each),
+        cmocka_unit_test_teardown(test_purge, close_each),
+        cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
+        cmocka_unit_test_teardown(test_full_disk_fault, close_each),
+        cmocka_unit_test_teardown(test_unusable_paths, close_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,11 +7,10 @@
 #include <string.h>
 #include <uv.h>
 
-/* One open file: ours, then the default VFS's file (base_size bytes). */
+/* One open file: ours, then the default VFS's file (its szOsFile bytes). */
 struct wfile {
     sqlite3_file head;     /* pMethods: &wal_methods, &plain_methods, or NULL */
     sqlite3_file *base;    /* points just after this struct */
-    int wal;               /* gathers writes */
     char *held;            /* WALVFS_MAX_BYTES, from the first write: its touched pages stay */
     sqlite3_int64 held_off; /* writes not yet made: [held_off, held_off + held_len) */
     size_t held_len;
@@ -25,21 +24,27 @@ static _Atomic unsigned long long stat_asked, stat_written;
 
 #define BASE(f) (((struct wfile *)(f))->base)
 
-/* Writes what is held, in pieces of at most WALVFS_WRITE_MAX; drops it either way. */
-static int flush(struct wfile *w)
+/* Writes buf to the default VFS's file in pieces of at most WALVFS_WRITE_MAX. */
+static int write_pieces(struct wfile *w, const char *buf, size_t n, sqlite3_int64 off)
 {
-    size_t n = w->held_len;
-    w->held_len = 0;
     for (size_t at = 0; at < n;) {
         size_t piece = n - at < WALVFS_WRITE_MAX ? n - at : WALVFS_WRITE_MAX;
         atomic_fetch_add_explicit(&stat_written, 1, memory_order_relaxed);
-        int rc = w->base->pMethods->xWrite(w->base, w->held + at, (int)piece,
-                                           w->held_off + (sqlite3_int64)at);
+        int rc = w->base->pMethods->xWrite(w->base, buf + at, (int)piece,
+                                           off + (sqlite3_int64)at);
         if (rc != SQLITE_OK)
             return rc;
         at += piece;
     }
     return SQLITE_OK;
+}
+
+/* Writes what is held; drops it either way. */
+static int flush(struct wfile *w)
+{
+    size_t n = w->held_len;
+    w->held_len = 0;
+    return write_pieces(w, w->held, n, w->held_off);
 }
 
 static int w_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
@@ -53,14 +58,10 @@ static int w_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
         if (rc != SQLITE_OK)
             return rc;
     }
-    if (n > WALVFS_MAX_BYTES) { /* larger than anything SQLite writes to a WAL */
-        atomic_fetch_add_explicit(&stat_written, 1, memory_order_relaxed);
-        return w->base->pMethods->xWrite(w->base, buf, amt, off);
-    }
-    if (!w->held && !(w->held = malloc(WALVFS_MAX_BYTES))) { /* no room: write it now */
-        atomic_fetch_add_explicit(&stat_written, 1, memory_order_relaxed);
-        return w->base->pMethods->xWrite(w->base, buf, amt, off);
-    }
+    /* larger than the buffer (SQLite writes a page at most), or no memory for
+     * it: written now */
+    if (n > WALVFS_MAX_BYTES || (!w->held && !(w->held = malloc(WALVFS_MAX_BYTES))))
+        return write_pieces(w, buf, n, off);
     if (!w->held_len)
         w->held_off = off;
     size_t at = (size_t)(off - w->held_off), end = at + n;
@@ -232,8 +233,7 @@ static int w_open(sqlite3_vfs *self, const char *name, sqlite3_file *f, int flag
     }
     int v = w->base->pMethods->iVersion;
     v = v < 1 ? 1 : v > 3 ? 3 : v;
-    w->wal = (flags & SQLITE_OPEN_WAL) != 0;
-    w->head.pMethods = w->wal ? &wal_methods[v - 1] : &plain_methods[v - 1];
+    w->head.pMethods = flags & SQLITE_OPEN_WAL ? &wal_methods[v - 1] : &plain_methods[v - 1];
     return SQLITE_OK;
 }
 

@@ -19,8 +19,9 @@
  * control, a close) writes what is held first. A write inside what is held
  * replaces those bytes; one right after it extends it; any other writes what
  * is held first, then starts anew. What is held is at most WALVFS_MAX_BYTES
- * (a write past it writes what is held first) and goes out in pieces of at
- * most WALVFS_WRITE_MAX: a commit of ~25 tasks (~70 KB) is one write. A held
+ * (a write past it writes what is held first; a write larger than that goes
+ * out at once) and goes out in pieces of at most WALVFS_WRITE_MAX: a commit
+ * of ~25 tasks (~70 KB) is one write. A held
  * write that fails is reported by the call that wrote it (the sync, usually)
  * with the write's own code (SQLITE_FULL for ENOSPC, never a failed fsync),
  * and what was held is dropped: SQLite then fails the commit as it does for a

@@ -2,8 +2,10 @@
  * read, size, truncate, file control or close; a write inside what is held
  * replaces those bytes, one after it extends it, any other writes it first;
  * a held write that fails is reported by the sync with the write's own code
- * and dropped; other files pass straight through. Then through SQLite: a
- * commit is one write, and another connection sees it at once. */
+ * and dropped; a write larger than the buffer goes out at once, in pieces;
+ * other files pass straight through; a refused open sets no methods. Then
+ * through SQLite: a commit is one write, and another connection sees it at
+ * once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,6 +198,43 @@ static void test_other_files_pass_through(void **state)
     unlink(wal_path);
 }
 
+/* A write larger than the buffer goes out at once, in pieces the default
+ * VFS takes whole; an open the default VFS refuses leaves no methods set. */
+static void test_a_write_past_the_buffer_and_a_failed_open(void **state)
+{
+    (void)state;
+    FILE *db = fopen(db_path, "w");
+    assert_non_null(db);
+    fclose(db);
+    sqlite3_file *f =
+        open_file(wal_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_WAL);
+    enum { N = WALVFS_MAX_BYTES + 4096 };
+    char *big = malloc(N), *back = malloc(N);
+    fill(big, N, 'z');
+    unsigned long long w0 = written();
+    assert_int_equal(f->pMethods->xWrite(f, big, N, 0), SQLITE_OK);
+    assert_int_equal(written(), w0 + pieces(N));
+    assert_int_equal(size_on_disk(wal_path), N);
+    assert_int_equal(f->pMethods->xRead(f, back, N, 0), SQLITE_OK);
+    assert_memory_equal(back, big, N);
+    free(big);
+    free(back);
+    close_file(f);
+    unlink(wal_path);
+    unlink(db_path);
+
+    static char name[300];
+    memset(name, 0, sizeof name);
+    snprintf(name, sizeof name - 2, "%s/missing/t.db", dir);
+    sqlite3_file *g = calloc(1, (size_t)vfs->szOsFile);
+    int out = 0;
+    assert_int_not_equal(vfs->xOpen(vfs, name, g, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MAIN_DB,
+                                    &out),
+                         SQLITE_OK);
+    assert_null(g->pMethods);
+    free(g);
+}
+
 static void exec(sqlite3 *db, const char *sql)
 {
     char *err = NULL;
@@ -266,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_held_until_sync_read_size_or_close),
         cmocka_unit_test(test_a_failed_held_write_is_reported_by_the_sync),
         cmocka_unit_test(test_other_files_pass_through),
+        cmocka_unit_test(test_a_write_past_the_buffer_and_a_failed_open),
         cmocka_unit_test(test_a_commit_is_one_write_and_seen_at_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1191,8 +1191,9 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     }
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
-    /* a larger lookaside: most of a statement's small allocations stay off malloc */
-    sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 512, 1024);
+    /* No SQLITE_DBCONFIG_LOOKASIDE: Debian builds SQLite with OMIT_LOOKASIDE,
+     * where it is accepted and does nothing (PRAGMA compile_options); each of a
+     * statement's small allocations is a malloc (docs/PERFORMANCE.md, eighth round). */
     char pragma[200];
     snprintf(pragma, sizeof pragma,
              "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;"

@@ -12,11 +12,21 @@ void buf_init(struct buf *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->fixed = NULL;
+}
+
+void buf_init_on(struct buf *b, char *storage, size_t size)
+{
+    b->data = b->fixed = storage;
+    b->len = 0;
+    b->cap = size;
+    storage[0] = '\0';
 }
 
 void buf_free(struct buf *b)
 {
-    free(b->data);
+    if (b->data != b->fixed)
+        free(b->data);
     buf_init(b);
 }
 
@@ -35,7 +45,13 @@ void buf_reserve(struct buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
-    b->data = xrealloc(b->data, cap);
+    if (b->data && b->data == b->fixed) { /* out of the caller's storage */
+        char *heap = xmalloc(cap);
+        memcpy(heap, b->data, b->len + 1);
+        b->data = heap;
+    } else {
+        b->data = xrealloc(b->data, cap);
+    }
     b->cap = cap;
 }
 
@@ -79,6 +95,10 @@ char *buf_steal(struct buf *b, size_t *len)
         b->data[0] = '\0';
     }
     char *p = b->data;
+    if (p == b->fixed) {
+        p = xmalloc(b->len + 1);
+        memcpy(p, b->data, b->len + 1);
+    }
     if (len)
         *len = b->len;
     buf_init(b);

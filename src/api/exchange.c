@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../buf.h"
 #include "../core/payload.h"
 #include "../core/runner.h"
 #include "../store/store.h"
@@ -80,10 +81,13 @@ void api_exchange_async(struct http_request *req, void *ctx)
     sb->w = w;
     sb->x = req->x;
     sb->ex = ex;
-    char *payload = payload_stored(ex);
-    struct store_submit t = {runner_new_id(w->runner), ex->request_id, payload};
+    char on[256]; /* the store copies the stored form: it can stay on the stack */
+    struct buf payload;
+    buf_init_on(&payload, on, sizeof on);
+    payload_stored_append(&payload, ex);
+    struct store_submit t = {runner_new_id(w->runner), ex->request_id, payload.data};
     store_submit(w->store, w->inbox, &t, on_submitted, sb);
-    free(payload);
+    buf_free(&payload);
 }
 
 void api_exchange_sync(struct http_request *req, void *ctx)

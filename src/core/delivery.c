@@ -16,11 +16,11 @@
 struct job {
     struct job *next;
     struct delivery *d;
-    char *body;
     size_t len;
     char extra[128]; /* header lines for the native client (X-Signature) */
     delivery_done_cb done;
     void *arg;
+    char body[]; /* len bytes and a NUL: the job and its body are one allocation */
 };
 
 /* One running transfer. */
@@ -223,7 +223,6 @@ static void job_end(struct delivery *d, struct job *job, const struct delivery_r
 {
     d->in_flight--;
     job->done(job->arg, r);
-    free(job->body);
     free(job);
 }
 
@@ -379,7 +378,7 @@ static void start_queued(struct delivery *d)
             x->signed_headers = curl_slist_append(x->signed_headers, sig);
             curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->signed_headers);
         }
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, job->body);
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, (char *)job->body);
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->len);
         d->in_flight++;
         x->prev = NULL;
@@ -427,21 +426,21 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
     return d;
 }
 
-void delivery_send(struct delivery *d, char *body, size_t len, delivery_done_cb done, void *arg)
+void delivery_send(struct delivery *d, const char *body, size_t len, delivery_done_cb done,
+                   void *arg)
 {
-    struct job *job = xmalloc(sizeof *job);
-    job->next = NULL;
-    job->body = body;
-    job->len = len;
-    job->done = done;
-    job->arg = arg;
     if (d->closing) {
         struct delivery_result r = {0, 0, "shutting down", -1};
         done(arg, &r);
-        free(body);
-        free(job);
         return;
     }
+    struct job *job = xmalloc(sizeof *job + len + 1);
+    job->next = NULL;
+    memcpy(job->body, body, len);
+    job->body[len] = '\0';
+    job->len = len;
+    job->done = done;
+    job->arg = arg;
     if (d->queue_tail)
         d->queue_tail->next = job;
     else
@@ -494,7 +493,6 @@ void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
         struct job *job = d->queue_head;
         d->queue_head = job->next;
         job->done(job->arg, &r);
-        free(job->body);
         free(job);
     }
     d->queue_tail = NULL;

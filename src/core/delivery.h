@@ -47,9 +47,10 @@ struct delivery_result {
 typedef void (*delivery_done_cb)(void *arg, const struct delivery_result *r);
 
 struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg);
-/* Queues one PUT of body (len bytes; ownership passes to delivery, which
- * frees it). done runs when it has succeeded or failed. */
-void delivery_send(struct delivery *d, char *body, size_t len, delivery_done_cb done, void *arg);
+/* Queues one PUT of body (len bytes, copied: the caller keeps its own).
+ * done runs when it has succeeded or failed. */
+void delivery_send(struct delivery *d, const char *body, size_t len, delivery_done_cb done,
+                   void *arg);
 /* "sha256=" + the hex HMAC-SHA256 of body under key, into out (>= 72 bytes). */
 void delivery_signature(const char *key, const char *body, size_t len, char *out);
 /* Transfers queued or running. */

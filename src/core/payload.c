@@ -441,10 +441,13 @@ int payload_parse_fast(const char *body, size_t len, struct exchange **out)
 {
     static const char *const names[] = {"request_id", "exchange_rate", "bills"};
     struct scan sc = {body, body + len};
+    /* the pieces start on the stack: a usual body allocates only the exchange */
+    char rid_on[80], texts_on[128];
+    _Alignas(struct fast_bill) char bills_on[8 * sizeof(struct fast_bill)];
     struct buf rid, texts, bills;
-    buf_init(&rid);
-    buf_init(&texts);
-    buf_init(&bills);
+    buf_init_on(&rid, rid_on, sizeof rid_on);
+    buf_init_on(&texts, texts_on, sizeof texts_on);
+    buf_init_on(&bills, bills_on, sizeof bills_on);
     unsigned seen = 0;
     double rate = 0;
     size_t nbills = 0;
@@ -672,24 +675,29 @@ static void append_count(struct buf *b, double count)
     }
 }
 
+void payload_stored_append(struct buf *b, const struct exchange *ex)
+{
+    buf_reserve(b, 32 + ex->nbills * 40);
+    char num[MONEY_FMT_MAX];
+    buf_append(b, "[", 1);
+    buf_append(b, num, money_format_repr(ex->rate, num, sizeof num));
+    for (uint32_t i = 0; i < ex->nbills; i++) {
+        const struct exchange_bill *bill = &ex->bills[i];
+        buf_append(b, ",", 1);
+        buf_append_str(b, bill->id);
+        buf_append(b, ",", 1);
+        buf_append(b, num, money_format_repr(bill->denomination, num, sizeof num));
+        buf_append(b, ",", 1);
+        append_count(b, bill->count);
+    }
+    buf_append(b, "]", 1);
+}
+
 char *payload_stored(const struct exchange *ex)
 {
     struct buf b;
     buf_init(&b);
-    buf_reserve(&b, 32 + ex->nbills * 40);
-    char num[MONEY_FMT_MAX];
-    buf_append(&b, "[", 1);
-    buf_append(&b, num, money_format_repr(ex->rate, num, sizeof num));
-    for (uint32_t i = 0; i < ex->nbills; i++) {
-        const struct exchange_bill *bill = &ex->bills[i];
-        buf_append(&b, ",", 1);
-        buf_append_str(&b, bill->id);
-        buf_append(&b, ",", 1);
-        buf_append(&b, num, money_format_repr(bill->denomination, num, sizeof num));
-        buf_append(&b, ",", 1);
-        append_count(&b, bill->count);
-    }
-    buf_append(&b, "]", 1);
+    payload_stored_append(&b, ex);
     return buf_steal(&b, NULL);
 }
 

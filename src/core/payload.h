@@ -73,6 +73,9 @@ int payload_same(const struct exchange *a, const struct exchange *b);
  * Two requests with the same request_id are the same request exactly when
  * their stored forms are the same text. Caller frees. */
 char *payload_stored(const struct exchange *ex);
+struct buf;
+/* The same form, appended to b. */
+void payload_stored_append(struct buf *b, const struct exchange *ex);
 /* The request back from its stored form and request_id (JSON text), through
  * payload_parse: 0 and *out (caller frees), or -1 when stored is not such a
  * form. The whole canonical JSON an older store kept ({"request_id":...}) is

@@ -192,8 +192,9 @@ static int dropped_if_cancelled(struct task *t)
 static void record(struct task *t, int state, int64_t next_attempt_ms, const char *error)
 {
     struct store_change c = {t->id, state, t->attempts, next_attempt_ms, error, NULL, 0};
+    char on[512]; /* the store copies the breakdown: it can stay on the stack */
     struct buf b;
-    buf_init(&b);
+    buf_init_on(&b, on, sizeof on);
     if (t->delivering_ms) {
         reserve_for(&b, t->ex, 64);
         append_breakdown(&b, t->ex, 1);
@@ -263,26 +264,26 @@ static void on_delivered(void *arg, const struct delivery_result *res)
     arm(r);
 }
 
-static char *callback_body(struct runner *r, const struct task *t, size_t *len)
+static void callback_body(struct buf *b, struct runner *r, const struct task *t)
 {
-    struct buf b;
-    buf_init(&b);
-    reserve_for(&b, t->ex, 72);
-    buf_append_str(&b, r->callback_prefix);
-    buf_append_str(&b, t->ex->request_id);
-    buf_append_str(&b, ", \"breakdown\": ");
-    append_breakdown(&b, t->ex, 0);
-    buf_append(&b, "}", 1);
-    return buf_steal(&b, len);
+    reserve_for(b, t->ex, 72);
+    buf_append_str(b, r->callback_prefix);
+    buf_append_str(b, t->ex->request_id);
+    buf_append_str(b, ", \"breakdown\": ");
+    append_breakdown(b, t->ex, 0);
+    buf_append(b, "}", 1);
 }
 
 static void deliver(struct task *t)
 {
     if (dropped_if_cancelled(t))
         return;
-    size_t len;
-    char *body = callback_body(t->r, t, &len);
-    delivery_send(t->r->delivery, body, len, on_delivered, t);
+    char on[1024]; /* delivery copies the body: it can stay on the stack */
+    struct buf b;
+    buf_init_on(&b, on, sizeof on);
+    callback_body(&b, t->r, t);
+    delivery_send(t->r->delivery, b.data, b.len, on_delivered, t);
+    buf_free(&b);
 }
 
 static void task_computed(struct task *t)

@@ -62,6 +62,34 @@ def test_pipelined_answers_in_order(start_service):
     assert b"uptime_s" in answers[4][2]
 
 
+def test_bodies_of_changing_sizes_on_one_connection(start_service):
+    """A connection keeps a small body buffer from one request to the next and
+    gives a large one back; an answer is built in the exchange when it fits and
+    on the heap when not. Large and small bodies in turn on one connection must
+    each be read whole and answered for themselves."""
+    svc = start_service("--sync-latency", "0")
+
+    def body(n):
+        bills = [{"denomination_id": 1000 + i, "denomination": 10.0, "count": i + 1}
+                 for i in range(n)]
+        return json.dumps({"request_id": f"sizes-{n}", "exchange_rate": 2.0,
+                           "bills": bills}).encode()
+
+    sizes = [60, 1, 2, 60, 3, 200, 1]
+    bodies = [body(n) for n in sizes]
+    assert len(bodies[0]) > 2048 and len(bodies[1]) < 200  # past and below the 1 KiB kept
+    stream = b"".join(post(b"/api/exchange_sync", b) for b in bodies)
+    stream += b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answers = parse_responses(raw(svc.port, stream))
+    assert [a[0] for a in answers] == [200] * len(sizes) + [200]
+    for n, (_, headers, data) in zip(sizes, answers):
+        got = json.loads(data)
+        assert int(headers["content-length"]) == len(data)
+        assert got["status"] == "completed"
+        assert got["breakdown"] == [{"denomination_id": 1000 + i, "subtotal_rub": 20.0 * (i + 1)}
+                                    for i in range(n)]
+
+
 def test_many_pipelined_requests(start_service):
     svc = start_service()
     n = 200  # more than the pipeline depth: reading pauses and resumes

@@ -77,11 +77,6 @@ static struct delivery *make(uv_loop_t *loop, int port, const char *path, int ma
     return delivery_new(loop, &cfg);
 }
 
-static char *dup_str(const char *s)
-{
-    return xstrndup(s, strlen(s));
-}
-
 static void outcomes(void)
 {
     uv_loop_t loop;
@@ -97,10 +92,10 @@ static void outcomes(void)
     memset(&refused, 0, sizeof refused);
     remaining = 12;
     for (int i = 0; i < 10; i++)
-        delivery_send(d_ok, dup_str("{\"n\": 1}"), 8, done_cb, &ok[i]);
+        delivery_send(d_ok, "{\"n\": 1}", 8, done_cb, &ok[i]);
     assert_int_equal(delivery_pending(d_ok), 10); /* 2 running, 8 queued */
-    delivery_send(d_bad, dup_str("{}"), 2, done_cb, &bad);
-    delivery_send(d_refused, dup_str("{}"), 2, done_cb, &refused);
+    delivery_send(d_bad, "{}", 2, done_cb, &bad);
+    delivery_send(d_refused, "{}", 2, done_cb, &refused);
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(ok[i].done, 1);
@@ -146,7 +141,7 @@ static void close_aborts_queued(void)
     memset(o, 0, sizeof o);
     remaining = 100; /* no automatic close */
     for (int i = 0; i < 3; i++)
-        delivery_send(d, dup_str("{}"), 2, done_cb, &o[i]);
+        delivery_send(d, "{}", 2, done_cb, &o[i]);
     delivery_close(d, closed, NULL);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(o[i].done, 1);
@@ -234,7 +229,7 @@ static void signed_once(int curl)
     struct outcome o;
     memset(&o, 0, sizeof o);
     remaining = 100; /* no automatic close */
-    delivery_send(d, dup_str("{\"n\": 2}"), 8, done_cb, &o);
+    delivery_send(d, "{\"n\": 2}", 8, done_cb, &o);
     while (!o.done)
         uv_run(&loop, UV_RUN_ONCE);
     delivery_close(d, closed, NULL);

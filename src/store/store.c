@@ -18,6 +18,7 @@
 #include "../core/deadline.h"
 #include "../core/payload.h"
 #include "../util.h"
+#include "sqlmem.h"
 #include "walvfs.h"
 
 #define PURGE_EVERY_MS 1000
@@ -1164,9 +1165,11 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
         free(s);
         return NULL;
     }
-    /* No memory statistics: they take a global mutex on every allocation.
-     * Only possible before SQLite starts; a later store_open finds it done. */
+    /* No memory statistics: they take a global mutex on every allocation;
+     * small blocks from per-thread free lists (sqlmem.h). Only possible before
+     * SQLite starts; a later store_open finds it done. */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlmem_install();
     /* with synchronous=FULL the WAL's writes of a commit go out as one write at
      * its sync (walvfs.h); NORMAL and OFF do not sync each commit */
     const char *vfs_name = NULL;
@@ -1192,8 +1195,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
     /* No SQLITE_DBCONFIG_LOOKASIDE: Debian builds SQLite with OMIT_LOOKASIDE,
-     * where it is accepted and does nothing (PRAGMA compile_options); each of a
-     * statement's small allocations is a malloc (docs/PERFORMANCE.md, eighth round). */
+     * where it is accepted and does nothing (PRAGMA compile_options); sqlmem
+     * does that job. */
     char pragma[200];
     snprintf(pragma, sizeof pragma,
              "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;"

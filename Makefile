@@ -71,6 +71,9 @@ $(BUILD)/exchanged-main: $(MAIN_OBJ) $(BUILD)/libexchange.a
 # unit tests: one per module; test_config also links the service's config.c
 $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/config.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+# test_store makes the store's thread starts fail on demand
+$(BUILD)/tests/unit/test_store: $(BUILD)/tests/unit/test_store.o $(BUILD)/libexchange.a
+	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka -Wl,--wrap=uv_thread_create
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 

@@ -908,6 +908,59 @@ static void test_full_disk_fault(void **state)
     close_store(s);
 }
 
+/* Thread starts fail on demand: test_store links with
+ * -Wl,--wrap=uv_thread_create (Makefile), so the store's calls come here. */
+int __real_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg);
+static int thread_fail_at; /* the nth start from now fails (0: none) */
+int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
+{
+    if (thread_fail_at && --thread_fail_at == 0)
+        return UV_EAGAIN;
+    return __real_uv_thread_create(tid, entry, arg);
+}
+
+/* No writer thread: the store does not open, and says why. */
+static void test_writer_not_started(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0};
+    char err[256];
+    thread_fail_at = 1;
+    assert_null(store_open(&cfg, err, sizeof err));
+    assert_int_equal(thread_fail_at, 0);
+    assert_non_null(strstr(err, "cannot start the writer thread"));
+}
+
+/* No checkpointer thread: the store works, and the writer keeps the WAL short
+ * itself (past 1,000 frames, as SQLite's own automatic checkpoint). */
+static void test_checkpointer_not_started(void **state)
+{
+    (void)state;
+    unlink(path);
+    thread_fail_at = 2; /* the writer starts, the checkpointer does not */
+    struct store *s = open_store(100000, 86400000);
+    assert_int_equal(thread_fail_at, 0);
+    char rid[32];
+    for (int i = 0; i < 800; i++) { /* a commit each: ~2,400 frames */
+        snprintf(rid, sizeof rid, "\"n%d\"", i);
+        assert_int_equal(submit(s, ID(50000 + (uint64_t)i), rid, P1, NULL), STORE_OK);
+    }
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.checkpoints, 0);
+    assert_true(st.wal_catch_ups >= 1);
+    assert_true(st.wal_frames < 1100);
+    struct answer a = get(s, ID(50000));
+    assert_int_equal(a.status, STORE_OK);
+    answer_free(&a);
+    close_store(s);
+    s = open_store(100000, 86400000); /* and what it wrote is there after a reopen */
+    store_stats_read(s, &st);
+    assert_int_equal(st.active, 800);
+    close_store(s);
+}
+
 static void test_unusable_paths(void **state)
 {
     (void)state;
@@ -940,6 +993,8 @@ int main(void)
         cmocka_unit_test_teardown(test_purge, close_each),
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
+        cmocka_unit_test_teardown(test_writer_not_started, close_each),
+        cmocka_unit_test_teardown(test_checkpointer_not_started, close_each),
         cmocka_unit_test_teardown(test_unusable_paths, close_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

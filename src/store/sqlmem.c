@@ -125,8 +125,18 @@ static void *m_realloc(void *p, int n)
     if (n < 0)
         return NULL;
     size_t have = (size_t)m_size(p);
-    uint64_t h = *header_of(p);
-    if (!(h & LARGE) && (size_t)n <= have) /* still fits its block */
+    uint64_t *h = header_of(p);
+    if (*h & LARGE) {
+        /* libc's realloc, which moves a large block's pages (mremap) instead of
+         * copying them: memdb (the memory store) grows its whole database
+         * this way, tens of MB at a time */
+        uint64_t *g = realloc(h, HEADER + (size_t)n);
+        if (!g)
+            return NULL;
+        *g = LARGE | (uint64_t)n;
+        return (char *)g + HEADER;
+    }
+    if ((size_t)n <= have) /* still fits its block */
         return p;
     void *q = m_malloc(n);
     if (!q)

@@ -10,7 +10,9 @@
  * 256, 512 or 1024 bytes) kept by the calling thread, and goes back to the
  * list of the thread that frees it: a pair is ~20 instructions. A list
  * keeps at most SQLMEM_KEEP blocks (more go back to malloc), and a thread's
- * lists go back to malloc when it ends. Larger blocks are malloc's.
+ * lists go back to malloc when it ends. Larger blocks are malloc's, and
+ * grow or shrink by realloc (for a large one glibc moves pages, not bytes:
+ * the memory store's database is one such block, doubled as it grows).
  *
  * Every block has a 16-byte header (its class, or its size when large), so
  * blocks stay 16-byte aligned and xSize needs no malloc_usable_size.

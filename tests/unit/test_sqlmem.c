@@ -1,8 +1,8 @@
 /* sqlmem: size classes and their free lists (a freed block is handed out
  * again, at most SQLMEM_KEEP per list are kept), large blocks, realloc in
- * place and by copy, xSize and xRoundup, 16-byte alignment; a thread's
- * lists go back to malloc when it ends (the ASan build's leak check fails
- * otherwise); then SQLite runs on it. */
+ * place and by copy (large blocks by libc's realloc), xSize and xRoundup,
+ * 16-byte alignment; a thread's lists go back to malloc when it ends (the
+ * ASan build's leak check fails otherwise); then SQLite runs on it. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -87,8 +87,21 @@ static void test_resize(void **state)
     assert_int_equal(m.xSize(big), 4000);
     assert_memory_equal(big, "0123456789xxx", 13);
     assert_int_equal(big[299], 'x');
-    char *small = m.xRealloc(big, 20); /* large to small: copied, 20 bytes */
-    assert_int_equal(m.xSize(small), 64);
+    /* a large block grows and shrinks by libc's realloc (pages moved, not
+     * copied: memdb doubles the memory store's database this way), not by a
+     * new allocation and a copy */
+    struct sqlmem_stats before = stats();
+    char *huge = m.xRealloc(big, 64 << 20);
+    assert_int_equal(m.xSize(huge), 64 << 20);
+    assert_memory_equal(huge, "0123456789xxx", 13);
+    huge[(64 << 20) - 1] = 'z';
+    huge = m.xRealloc(huge, 128 << 20);
+    assert_int_equal(huge[(64 << 20) - 1], 'z');
+    assert_int_equal(stats().large, before.large);
+    assert_int_equal(stats().small_from_malloc + stats().small_from_list,
+                     before.small_from_malloc + before.small_from_list);
+    char *small = m.xRealloc(huge, 20); /* a large block stays one, at its new size */
+    assert_int_equal(m.xSize(small), 20);
     assert_memory_equal(small, "0123456789xxx", 13);
     assert_null(m.xRealloc(small, -5)); /* refused; small is still valid */
     m.xFree(small);

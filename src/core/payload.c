@@ -232,14 +232,14 @@ static int scan_plain_string(struct scan *sc, const char **start, size_t *len)
     skip_ws(sc);
     if (sc->p >= sc->end || *sc->p != '"')
         return -1;
+    /* 1 for the bytes such a string may hold: printable ASCII but '"' and '\\' */
+    static const unsigned char plain[256] = {
+        [0x20 ... 0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7e] = 1, /* '"' 0x22, '\\' 0x5c */
+    };
     const char *q = ++sc->p;
-    while (q < sc->end && *q != '"') {
-        unsigned char ch = (unsigned char)*q;
-        if (ch < 0x20 || ch > 0x7e || ch == '\\')
-            return -1;
+    while (q < sc->end && plain[(unsigned char)*q])
         q++;
-    }
-    if (q >= sc->end)
+    if (q >= sc->end || *q != '"')
         return -1;
     *start = sc->p;
     *len = (size_t)(q - sc->p);
@@ -382,14 +382,20 @@ struct fast_bill {
 };
 
 /* Key names: exactly these, each once, nothing else. */
-static int scan_key(struct scan *sc, const char *const *names, int nnames, unsigned *seen)
+struct key {
+    const char *name;
+    size_t len;
+};
+#define KEY(s) {s, sizeof s - 1}
+
+static int scan_key(struct scan *sc, const struct key *keys, int nkeys, unsigned *seen)
 {
     const char *t;
     size_t n;
     if (scan_plain_string(sc, &t, &n) != 0 || !eat(sc, ':'))
         return -1;
-    for (int i = 0; i < nnames; i++)
-        if (strlen(names[i]) == n && !memcmp(names[i], t, n)) {
+    for (int i = 0; i < nkeys; i++)
+        if (keys[i].len == n && !memcmp(keys[i].name, t, n)) {
             if (*seen & (1u << i))
                 return -1;
             *seen |= 1u << i;
@@ -400,7 +406,7 @@ static int scan_key(struct scan *sc, const char *const *names, int nnames, unsig
 
 static int scan_bill(struct scan *sc, struct buf *texts, struct fast_bill *fb)
 {
-    static const char *const names[] = {"denomination_id", "denomination", "count"};
+    static const struct key names[] = {KEY("denomination_id"), KEY("denomination"), KEY("count")};
     unsigned seen = 0;
     if (!eat(sc, '{'))
         return -1;
@@ -439,7 +445,7 @@ static int scan_bill(struct scan *sc, struct buf *texts, struct fast_bill *fb)
  */
 int payload_parse_fast(const char *body, size_t len, struct exchange **out)
 {
-    static const char *const names[] = {"request_id", "exchange_rate", "bills"};
+    static const struct key names[] = {KEY("request_id"), KEY("exchange_rate"), KEY("bills")};
     struct scan sc = {body, body + len};
     /* the pieces start on the stack: a usual body allocates only the exchange */
     char rid_on[80], texts_on[128];

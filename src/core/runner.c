@@ -158,13 +158,21 @@ static void append_breakdown(struct buf *b, const struct exchange *ex, int compa
     buf_append(b, "[", 1);
     for (uint32_t i = 0; i < ex->nbills; i++) {
         const struct exchange_bill *bill = &ex->bills[i];
-        money_format_repr(bill->subtotal, num, sizeof num);
-        if (i)
-            buf_append_str(b, compact ? "," : ", ");
-        buf_append_str(b, compact ? "{\"denomination_id\":" : "{\"denomination_id\": ");
-        buf_append_str(b, bill->id);
-        buf_append_str(b, compact ? ",\"subtotal_rub\":" : ", \"subtotal_rub\": ");
-        buf_append_str(b, num);
+        size_t num_len = money_format_repr(bill->subtotal, num, sizeof num);
+        if (compact) { /* literals in each branch: their lengths are known when compiled */
+            if (i)
+                buf_append_str(b, ",");
+            buf_append_str(b, "{\"denomination_id\":");
+            buf_append_str(b, bill->id);
+            buf_append_str(b, ",\"subtotal_rub\":");
+        } else {
+            if (i)
+                buf_append_str(b, ", ");
+            buf_append_str(b, "{\"denomination_id\": ");
+            buf_append_str(b, bill->id);
+            buf_append_str(b, ", \"subtotal_rub\": ");
+        }
+        buf_append(b, num, num_len);
         buf_append(b, "}", 1);
     }
     buf_append(b, "]", 1);

@@ -663,18 +663,22 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         c->field[c->field_len] = '\0';
         if (++c->header_count > LIMIT_HEADER_COUNT)
             return stop_parser(c, 431, "Too many request headers");
-        const char *f = c->field_too_long ? "" : c->field;
+        size_t n = c->field_too_long ? 0 : c->field_len;
+        const char *f = c->field;
+/* the field is name, compared by length first (most headers are none of these) */
+#define FIELD_IS(name) (n == sizeof name - 1 && !strncasecmp(f, name, sizeof name - 1))
         c->cur = H_OTHER;
-        if (!strcasecmp(f, "content-type"))
+        if (FIELD_IS("content-type"))
             c->cur = H_CONTENT_TYPE;
-        else if (!strcasecmp(f, "content-length"))
+        else if (FIELD_IS("content-length"))
             c->cur = H_CONTENT_LENGTH, c->content_length_count++;
-        else if (!strcasecmp(f, "transfer-encoding"))
+        else if (FIELD_IS("transfer-encoding"))
             c->cur = H_TRANSFER_ENCODING, c->transfer_encoding_count++;
-        else if (!strcasecmp(f, "expect"))
+        else if (FIELD_IS("expect"))
             c->cur = H_EXPECT;
-        else if (!strcasecmp(f, "authorization"))
+        else if (FIELD_IS("authorization"))
             c->cur = H_AUTHORIZATION;
+#undef FIELD_IS
         c->value_len = 0;
         size_t cap;
         char *v = kept_value(c, &cap);
@@ -759,7 +763,9 @@ static int on_body(http_parser *p, const char *at, size_t len)
 static int content_type_is_json(const char *ct)
 {
     char tmp[LIMIT_HEADER_VALUE_KEEP + 1];
-    snprintf(tmp, sizeof tmp, "%s", ct);
+    size_t len = strnlen(ct, sizeof tmp - 1);
+    memcpy(tmp, ct, len);
+    tmp[len] = '\0';
     char *semi = strchr(tmp, ';');
     if (semi)
         *semi = '\0';

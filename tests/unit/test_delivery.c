@@ -147,6 +147,13 @@ static void close_aborts_queued(void)
         assert_int_equal(o[i].done, 1);
         assert_string_equal(o[i].error, "shutting down");
     }
+    /* a send once closing is answered at once, and queues nothing */
+    struct outcome late;
+    memset(&late, 0, sizeof late);
+    delivery_send(d, "{}", 2, done_cb, &late);
+    assert_int_equal(late.done, 1);
+    assert_string_equal(late.error, "shutting down");
+    assert_int_equal(delivery_pending(d), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }

@@ -54,7 +54,8 @@ static const struct opt table[] = {
     {"bill-log", "EXCHANGED_BILL_LOG", OPT_INT, &cfg_tmp.bill_log, 0, 1, "0|1",
      "print the seed's line per computed bill to stdout (default 1)"},
     {"store", "EXCHANGED_STORE", OPT_STR, &cfg_tmp.store, 0, 0, "SPEC",
-     "where tasks are kept: sqlite:PATH (default sqlite:exchanged.db) or memory (lost on exit)"},
+     "where tasks are kept: sqlite:PATH (default sqlite:exchanged.db; one process per file)"
+     " or memory (lost on exit)"},
     {"store-sync", "EXCHANGED_STORE_SYNC", OPT_STR, &cfg_tmp.store_sync, 0, 0, "LEVEL",
      "full (default: an acknowledged task survives a power cut), normal (survives a crash of "
      "the service, the last commits may be lost on a power cut) or off (an OS crash may lose "

@@ -1170,9 +1170,10 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
      * SQLite starts; a later store_open finds it done. */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlmem_install();
-    /* with synchronous=FULL the WAL's writes of a commit go out as one write at
-     * its sync (walvfs.h); NORMAL and OFF do not sync each commit */
-    const char *vfs_name = NULL;
+    /* one process per database (store.h): unix-excl; with synchronous=FULL the
+     * WAL's writes of a commit go out as one write at its sync (walvfs.h, over
+     * unix-excl); NORMAL and OFF do not sync each commit */
+    const char *vfs_name = s->memory ? NULL : WALVFS_BASE;
     if (!s->memory && !strcmp(cfg->sync, "full")) {
         if (walvfs_register() == SQLITE_OK)
             vfs_name = WALVFS_NAME;
@@ -1192,7 +1193,6 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
         sqlite3_int64 limit = MEMORY_DB_MAX_BYTES;
         sqlite3_file_control(s->db, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
     }
-    sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
     /* No SQLITE_DBCONFIG_LOOKASIDE: Debian builds SQLite with OMIT_LOOKASIDE,
      * where it is accepted and does nothing (PRAGMA compile_options); sqlmem
@@ -1202,8 +1202,17 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
              "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864;"
              " PRAGMA cache_size=-%d;",
              s->memory ? "MEMORY" : "WAL", s->memory ? "OFF" : cfg->sync, STORE_CACHE_KIB);
-    if (exec(s->db, pragma, why, sizeof why) || migrate(s->db, why, sizeof why) ||
-        prepare_all(s, why, sizeof why))
+    /* No busy timeout until the file is ours: nothing of this process uses it
+     * yet, so a lock that is taken is another process's (unix-excl locks the
+     * file for this process at the first read, the journal_mode pragma). */
+    if (exec(s->db, pragma, why, sizeof why)) {
+        if ((sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_BUSY)
+            snprintf(why, sizeof why, "another process has it open (one exchanged per database;"
+                                      " stop the other, or give this one its own file)");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (migrate(s->db, why, sizeof why) || prepare_all(s, why, sizeof why))
         goto fail;
     /* a read-only file opens, but cannot take a write: find out now */
     if (exec(s->db, "BEGIN IMMEDIATE; UPDATE tasks SET id = id WHERE 0; COMMIT;", why, sizeof why))

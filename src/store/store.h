@@ -8,7 +8,13 @@
  *
  * Backends (--store):
  *   sqlite:PATH  a file in WAL mode; synchronous FULL by default; a second
- *                connection on its own thread checkpoints the WAL (PASSIVE)
+ *                connection on its own thread checkpoints the WAL (PASSIVE).
+ *                One process per database: the connections use SQLite's
+ *                "unix-excl" VFS (walvfs.h over it with FULL), which locks the
+ *                file for the whole process at the first read and keeps the
+ *                WAL index in the heap, so no lock is a system call and a
+ *                second process (another exchanged, the sqlite3 shell) is
+ *                refused: store_open fails at once, saying so.
  *   memory       the same schema in SQLite's in-memory database: nothing
  *                survives a restart (for benchmarks and tests)
  *

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
-/* One open file: ours, then the default VFS's file (its szOsFile bytes). */
+/* One open file: ours, then the base VFS's file (its szOsFile bytes). */
 struct wfile {
     sqlite3_file head;     /* pMethods: &wal_methods, &plain_methods, or NULL */
     sqlite3_file *base;    /* points just after this struct */
@@ -24,7 +24,7 @@ static _Atomic unsigned long long stat_asked, stat_written;
 
 #define BASE(f) (((struct wfile *)(f))->base)
 
-/* Writes buf to the default VFS's file in pieces of at most WALVFS_WRITE_MAX. */
+/* Writes buf to the base VFS's file in pieces of at most WALVFS_WRITE_MAX. */
 static int write_pieces(struct wfile *w, const char *buf, size_t n, sqlite3_int64 off)
 {
     for (size_t at = 0; at < n;) {
@@ -187,7 +187,7 @@ static int p_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 }
 
 /* Versions 1-3 of the methods: the caller gets no more of them than the
- * default VFS's file has (set in w_open). */
+ * base VFS's file has (set in w_open). */
 static sqlite3_io_methods plain_methods[3], wal_methods[3];
 
 static void methods_init(void)
@@ -237,7 +237,7 @@ static int w_open(sqlite3_vfs *self, const char *name, sqlite3_file *f, int flag
     return SQLITE_OK;
 }
 
-/* The rest of the VFS is the default one's. */
+/* The rest of the VFS is the base one's. */
 static int v_delete(sqlite3_vfs *self, const char *name, int sync_dir)
 {
     (void)self;
@@ -301,7 +301,7 @@ static int v_current_time_int64(sqlite3_vfs *self, sqlite3_int64 *out)
 
 static void register_once(void)
 {
-    base_vfs = sqlite3_vfs_find(NULL);
+    base_vfs = sqlite3_vfs_find(WALVFS_BASE);
     if (!base_vfs)
         return;
     methods_init();

@@ -1,7 +1,7 @@
 /*
- * walvfs: a SQLite VFS over the default one that gathers the writes SQLite
- * makes to a WAL file and hands them to the file in one write at the WAL's
- * next sync.
+ * walvfs: a SQLite VFS over SQLite's "unix-excl" (WALVFS_BASE) that gathers
+ * the writes SQLite makes to a WAL file and hands them to the file in one
+ * write at the WAL's next sync.
  *
  * SQLite appends a commit to the WAL as two writes per page (a 24-byte frame
  * header, then the page): ~35 pwrite calls for a commit of ~25 tasks, each a
@@ -13,7 +13,7 @@
  * the sync): until then no reader may look at them, so holding them in
  * memory changes nothing another connection can see. With NORMAL or OFF a
  * commit does not sync the WAL, and the checkpointer's connection would read
- * frames still held here: the store uses the default VFS then.
+ * frames still held here: the store uses WALVFS_BASE itself then.
  *
  * Anything else on the WAL file (a read, a truncate, its size, a file
  * control, a close) writes what is held first. A write inside what is held
@@ -32,8 +32,11 @@
 #define EXCHANGED_WALVFS_H
 
 #define WALVFS_NAME "exchanged-wal"
+/* The VFS beneath: SQLite's unix VFS that holds one lock on the database for
+ * the whole process and keeps the WAL index in the heap (store.h). */
+#define WALVFS_BASE "unix-excl"
 #define WALVFS_MAX_BYTES (1 << 20)
-/* The default VFS writes at most 0x1ffff bytes per call (os_unix.c masks the
+/* The unix VFSes write at most 0x1ffff bytes per call (os_unix.c masks the
  * count to 17 bits: a longer write comes out short, as SQLITE_FULL): what is
  * held goes out in pieces of at most this. */
 #define WALVFS_WRITE_MAX (124 * 1024)

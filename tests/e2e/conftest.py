@@ -140,15 +140,23 @@ def free_port():
 @pytest.fixture
 def start_service(main_service, tmp_path):
     """Starts exchanged (pointed at the stand-in, its store in a temporary
-    directory unless --store is given) with extra flags."""
+    directory unless --store is given) with extra flags. A database serves one
+    process: a service started while one on tasks.db runs gets tasks-N.db."""
     procs = []
+    on_default = {}  # the default database's processes, by file
 
     def start(*args, env=None, main=True):
         e = {"MAIN_SERVICE_URL": main_service.url()} if main else {}
         e.update(env or {})
-        store = [] if any(a.startswith("--store") and a != "--store-sync" for a in args) else [
-            "--store", f"sqlite:{tmp_path}/tasks.db"]
+        store = []
+        if not any(a.startswith("--store") and a != "--store-sync" for a in args):
+            n = 1
+            while on_default.get(n) is not None and on_default[n].p.poll() is None:
+                n += 1
+            store = ["--store", f"sqlite:{tmp_path}/" + ("tasks.db" if n == 1 else f"tasks-{n}.db")]
         p = Proc([EXCHANGED, "--port", "0", "--workers", "2", *store, *args], env=e)
+        if store:
+            on_default[n] = p
         procs.append(p)
         return p
 

@@ -355,6 +355,37 @@ def test_unusable_database_is_refused_at_start(tmp_path):
         assert r.returncode != 0
 
 
+def test_a_database_serves_one_process(tmp_path, start_service, main_service):
+    """A second exchanged on a database another one has open is refused at once, saying
+    why, and the first goes on; so is a reader of another program while it runs. Once the
+    first stops, the file opens again, with every task it acknowledged."""
+    db = tmp_path / "one.db"
+    for sync in ("full", "normal", "off"):
+        svc = start_service("--store", f"sqlite:{db}", "--store-sync", sync, "--latency", "0-0")
+        status, _, first = submit(svc, f"one-{sync}")
+        assert status == 200
+        t0 = time.monotonic()
+        r = subprocess.run([EXCHANGED, "--port", "0", "--store", f"sqlite:{db}"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0
+        assert r.stderr == (f"exchanged: cannot use the database {db}: another process has it"
+                            " open (one exchanged per database; stop the other, or give this"
+                            " one its own file)\n")
+        assert time.monotonic() - t0 < 3  # no waiting for a lock that stays
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            sqlite3.connect(db, timeout=0).execute("SELECT count(*) FROM tasks").fetchone()
+        # the first goes on taking and delivering tasks
+        status, _, second = submit(svc, f"two-{sync}")
+        assert status == 200
+        for rid in (f"one-{sync}", f"two-{sync}"):
+            main_service.out.wait(rf'^result .*"{rid}"')
+        assert svc.stop() == 0
+    ro = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    rids = sorted(r[0] for r in ro.execute("SELECT request_id FROM tasks"))
+    ro.close()
+    assert rids == sorted(f'"{p}-{s}"' for p in ("one", "two") for s in ("full", "normal", "off"))
+
+
 def test_read_only_database_file_is_refused(tmp_path, start_service):
     db = tmp_path / "tasks.db"
     svc = start_service("--store", f"sqlite:{db}")
@@ -440,7 +471,9 @@ def test_older_database_is_upgraded_and_its_tasks_go_on(start_service, main_serv
     status, t = task(svc, "1aec43b8b0420003")
     assert t["state"] == "running"
     assert [h["state"] for h in t["history"]] == ["queued", "running"]
-    # the rows now hold the stored form and the history after its first two entries
+    # the rows now hold the stored form and the history after its first two entries (read
+    # once the service stops: while it runs, the file is its alone)
+    assert svc.stop() == 0
     ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     rows = {r[0]: r[1:] for r in ro.execute("SELECT request_id, payload, history FROM tasks")}
     ro.close()

@@ -2,7 +2,10 @@
  * again, at most SQLMEM_KEEP per list are kept), large blocks, realloc in
  * place and by copy (large blocks by libc's realloc), xSize and xRoundup,
  * 16-byte alignment; a thread's lists go back to malloc when it ends (the
- * ASan build's leak check fails otherwise); then SQLite runs on it. */
+ * ASan build's leak check fails otherwise); then SQLite runs on it. A malloc
+ * that fails (malloc and realloc are wrapped here: -Wl,--wrap in the
+ * Makefile) is a NULL to SQLite, which reports NOMEM, and leaves every block
+ * as it was. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,6 +110,92 @@ static void test_resize(void **state)
     m.xFree(small);
 }
 
+/* While fail_allocs > 0, each malloc or realloc of the program fails and
+ * counts it down. */
+static int fail_allocs;
+void *__real_malloc(size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n)
+{
+    if (fail_allocs > 0) {
+        fail_allocs--;
+        return NULL;
+    }
+    return __real_malloc(n);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (fail_allocs > 0) {
+        fail_allocs--;
+        return NULL;
+    }
+    return __real_realloc(p, n);
+}
+
+static void test_allocation_failure(void **state)
+{
+    (void)state;
+    /* empty this thread's list of the 128-byte class: take blocks until one
+     * comes from malloc */
+    void *taken[SQLMEM_KEEP + 1];
+    int n = 0;
+    struct sqlmem_stats before = stats();
+    while (n == 0 || stats().small_from_malloc == before.small_from_malloc) {
+        assert_true(n <= SQLMEM_KEEP);
+        taken[n++] = m.xMalloc(100);
+    }
+    before = stats();
+    fail_allocs = 1;
+    assert_null(m.xMalloc(100)); /* an empty list: malloc, which fails */
+    fail_allocs = 1;
+    assert_null(m.xMalloc(5000)); /* large */
+    assert_int_equal(fail_allocs, 0);
+    assert_int_equal(stats().small_from_malloc, before.small_from_malloc);
+    assert_int_equal(stats().large, before.large);
+
+    /* a block on its list is handed out without malloc */
+    char *p = taken[--n];
+    m.xFree(p);
+    fail_allocs = 1;
+    assert_ptr_equal(m.xMalloc(90), p);
+    assert_int_equal(fail_allocs, 1);
+    fail_allocs = 0;
+    while (n > 0)
+        m.xFree(taken[--n]);
+
+    /* a realloc that fails leaves the block as it was, to be freed */
+    memcpy(p, "0123456789", 10);
+    fail_allocs = 1; /* to a large block: malloc, which fails */
+    assert_null(m.xRealloc(p, 3000));
+    assert_int_equal(m.xSize(p), 128);
+    assert_memory_equal(p, "0123456789", 10);
+    char *big = m.xRealloc(p, 3000); /* now that malloc works */
+    assert_non_null(big);
+    assert_memory_equal(big, "0123456789", 10);
+    fail_allocs = 1;
+    assert_null(m.xRealloc(big, 1 << 20)); /* libc's realloc fails */
+    assert_int_equal(m.xSize(big), 3000);
+    assert_memory_equal(big, "0123456789", 10);
+    m.xFree(big);
+
+    /* SQLite: NOMEM while every malloc fails, then as before */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    const char *sql = "CREATE TABLE t (v TEXT); INSERT INTO t VALUES (hex(randomblob(5000)));";
+    fail_allocs = 1 << 30;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    fail_allocs = 0;
+    assert_int_equal(rc, SQLITE_NOMEM);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT length(v) FROM t", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 10000);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 static void *keep_some(void *arg)
 {
     (void)arg;
@@ -165,7 +254,8 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classes_and_lists), cmocka_unit_test(test_resize),
-        cmocka_unit_test(test_thread_exit), cmocka_unit_test(test_sqlite_on_it)};
+        cmocka_unit_test(test_thread_exit), cmocka_unit_test(test_sqlite_on_it),
+        cmocka_unit_test(test_allocation_failure)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sqlite3_shutdown();
     return rc;

@@ -74,6 +74,9 @@ $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/
 # test_store makes the store's thread starts fail on demand
 $(BUILD)/tests/unit/test_store: $(BUILD)/tests/unit/test_store.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka -Wl,--wrap=uv_thread_create
+# test_client makes the client's sends fail on demand
+$(BUILD)/tests/unit/test_client: $(BUILD)/tests/unit/test_client.o $(BUILD)/libexchange.a
+	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka -Wl,--wrap=uv_try_write,--wrap=uv_write
 # test_sqlmem makes malloc and realloc fail on demand
 $(BUILD)/tests/unit/test_sqlmem: $(BUILD)/tests/unit/test_sqlmem.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka -Wl,--wrap=malloc,--wrap=realloc

@@ -3,7 +3,7 @@
  * 100 answers, a body written in parts as the socket drains, the retry of a
  * reused connection the server dropped, and
  * the failures (refused, unresolvable, timeouts while connecting and after,
- * malformed, shutting down),
+ * malformed, shutting down, a send that fails at each of its three places),
  * against a scripted server on the same loop; every handle closes. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +31,7 @@ enum mode { M_KEEP, M_EOF_BODY, M_CHUNKED_RA, M_DROP_SECOND, M_SILENT, M_GARBAGE
 
 static enum mode mode;
 static int accepted, requests;
+static size_t request_bytes; /* what the server read, all told */
 static uv_tcp_t listener;
 static int port;
 
@@ -190,6 +191,7 @@ static void s_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     }
     if (uv_is_closing((uv_handle_t *)&s->tcp))
         return;
+    request_bytes += (size_t)n;
     http_parser_execute(&s->parser, &ssettings, b->base, (size_t)n);
 }
 
@@ -210,6 +212,7 @@ static void server_start(uv_loop_t *loop, enum mode m)
 {
     mode = m;
     accepted = requests = 0;
+    request_bytes = 0;
     body_bytes = 0;
     body_hash = 14695981039346656037ull;
     ssettings.on_message_complete = s_message_complete;
@@ -230,6 +233,75 @@ static void close_any(uv_handle_t *h, void *arg)
     (void)arg;
     if (!uv_is_closing(h))
         uv_close(h, h == (uv_handle_t *)&listener ? NULL : s_closed);
+}
+
+/* ---- sends that fail on demand ----
+ * uv_try_write and uv_write are wrapped (-Wl,--wrap in the Makefile). Only
+ * the client's sends are touched: the scripted server's streams are told
+ * apart by their data, which is the stream itself (struct sconn starts with
+ * it); the client's point to its connection. */
+enum send_fault {
+    F_NONE,
+    F_TRY_FAILS,      /* uv_try_write returns fault_arg */
+    F_TRY_PARTIAL,    /* uv_try_write writes fault_arg bytes; uv_write the rest */
+    F_WRITE_FAILS,    /* uv_try_write EAGAIN, then uv_write returns fault_arg */
+    F_WRITE_CB_FAILS, /* uv_try_write EAGAIN, then uv_write's callback gets fault_arg */
+};
+static enum send_fault fault;
+static int fault_at;  /* the client's send (1, 2, ...) it applies to */
+static int fault_arg;
+static int client_sends;
+
+int __real_uv_try_write(uv_stream_t *s, const uv_buf_t bufs[], unsigned n);
+int __real_uv_write(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
+                    uv_write_cb cb);
+
+int __wrap_uv_try_write(uv_stream_t *s, const uv_buf_t bufs[], unsigned n)
+{
+    if (s->data == (void *)s || ++client_sends != fault_at)
+        return __real_uv_try_write(s, bufs, n);
+    switch (fault) {
+    case F_TRY_FAILS:
+        return fault_arg;
+    case F_TRY_PARTIAL: {
+        uv_buf_t part[4];
+        unsigned np = 0;
+        size_t left = (size_t)fault_arg;
+        for (unsigned i = 0; i < n && i < 4 && left; i++) {
+            size_t take = bufs[i].len < left ? bufs[i].len : left;
+            part[np++] = uv_buf_init(bufs[i].base, (unsigned)take);
+            left -= take;
+        }
+        return __real_uv_try_write(s, part, np);
+    }
+    case F_WRITE_FAILS:
+    case F_WRITE_CB_FAILS:
+        return UV_EAGAIN;
+    case F_NONE:
+        break;
+    }
+    return __real_uv_try_write(s, bufs, n);
+}
+
+static uv_write_cb client_write_cb;
+static void failing_write_cb(uv_write_t *req, int status)
+{
+    (void)status;
+    client_write_cb(req, fault_arg);
+}
+
+int __wrap_uv_write(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
+                    uv_write_cb cb)
+{
+    if (s->data != (void *)s && client_sends == fault_at) {
+        if (fault == F_WRITE_FAILS)
+            return fault_arg;
+        if (fault == F_WRITE_CB_FAILS) {
+            client_write_cb = cb;
+            return __real_uv_write(req, s, bufs, n, failing_write_cb);
+        }
+    }
+    return __real_uv_write(req, s, bufs, n, cb);
 }
 
 /* ---- the client side ---- */
@@ -296,6 +368,7 @@ static void run_one(enum mode m, const char *host, uint64_t timeout_ms, struct o
     assert_non_null(client);
     memset(o, 0, sizeof *o * (size_t)n);
     closed_calls = 0;
+    client_sends = 0;
     remaining = n;
     if (n == 2)
         chain_next = &o[1];
@@ -454,6 +527,68 @@ static void test_failures(void **state)
     assert_int_equal(o.status, 200);
 }
 
+static void set_fault(enum send_fault f, int at, int arg)
+{
+    fault = f;
+    fault_at = at;
+    fault_arg = arg;
+}
+
+/* A send that fails where it is made (uv_try_write), where the rest is
+ * queued (uv_write) or when the queued rest is written (its callback): on a
+ * fresh connection the request ends with "Send failure" and the server never
+ * saw it; on a reused one it goes again on a fresh connection. A send written
+ * partly at once has the rest written after, whichever part it stops in. */
+static void test_send_failures(void **state)
+{
+    (void)state;
+    struct outcome o[2];
+    static const struct {
+        enum send_fault f;
+        int arg;
+        const char *error;
+    } fresh[] = {
+        {F_TRY_FAILS, UV_EPIPE, "Send failure: broken pipe"},
+        {F_WRITE_FAILS, UV_EPIPE, "Send failure: broken pipe"},
+        {F_WRITE_CB_FAILS, UV_ECONNRESET, "Send failure: connection reset by peer"},
+    };
+    for (size_t i = 0; i < sizeof fresh / sizeof *fresh; i++) {
+        set_fault(fresh[i].f, 1, fresh[i].arg);
+        run_one(M_KEEP, "127.0.0.1", 5000, o, 1);
+        assert_int_equal(o[0].done, 1);
+        assert_int_equal(o[0].status, 0);
+        assert_string_equal(o[0].error, fresh[i].error);
+        assert_int_equal(client_sends, 1); /* not sent again */
+        if (fresh[i].f != F_WRITE_CB_FAILS) /* that one's bytes did go out */
+            assert_int_equal(requests, 0);
+        /* the second send, on the first's connection: sent again on a new one */
+        set_fault(fresh[i].f, 2, fresh[i].arg);
+        run_one(M_KEEP, "127.0.0.1", 5000, o, 2);
+        assert_int_equal(o[0].status, 200);
+        assert_int_equal(o[1].status, 200);
+        assert_string_equal(o[1].error, "");
+        assert_int_equal(client_sends, 3);
+        assert_int_equal(accepted, 2);
+    }
+    /* written partly at once: in the head (5 bytes), and in the body (all but 3) */
+    char want[64];
+    snprintf(want, sizeof want, "%zu %016llx", send_len,
+             (unsigned long long)fnv1a(14695981039346656037ull, send_body, send_len));
+    size_t total = 0;
+    for (int k = 0; k < 2; k++) {
+        set_fault(F_TRY_PARTIAL, 1, k == 0 ? 5 : (int)total - 3);
+        run_one(M_DIGEST, "127.0.0.1", 5000, o, 1);
+        assert_string_equal(o[0].error, "");
+        assert_int_equal(o[0].status, 200);
+        assert_string_equal(o[0].body, want);
+        assert_int_equal(requests, 1);
+        assert_true(k == 0 || request_bytes == total);
+        total = request_bytes; /* the head and the body */
+        assert_true(total > send_len + 3);
+    }
+    set_fault(F_NONE, 0, 0);
+}
+
 static void test_refused_unresolvable_and_close(void **state)
 {
     (void)state;
@@ -563,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_interim_answer),
         cmocka_unit_test(test_dropped_reused_connection_is_retried),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_send_failures),
         cmocka_unit_test(test_refused_unresolvable_and_close),
         cmocka_unit_test(test_connect_timeouts),
     };

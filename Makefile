@@ -71,17 +71,13 @@ $(BUILD)/exchanged-main: $(MAIN_OBJ) $(BUILD)/libexchange.a
 # unit tests: one per module; test_config also links the service's config.c
 $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/config.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
-# test_store makes the store's thread starts fail on demand
-$(BUILD)/tests/unit/test_store: $(BUILD)/tests/unit/test_store.o $(BUILD)/libexchange.a
-	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka -Wl,--wrap=uv_thread_create
-# test_client makes the client's sends fail on demand
-$(BUILD)/tests/unit/test_client: $(BUILD)/tests/unit/test_client.o $(BUILD)/libexchange.a
-	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka -Wl,--wrap=uv_try_write,--wrap=uv_write
-# test_sqlmem makes malloc and realloc fail on demand
-$(BUILD)/tests/unit/test_sqlmem: $(BUILD)/tests/unit/test_sqlmem.o $(BUILD)/libexchange.a
-	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka -Wl,--wrap=malloc,--wrap=realloc
+# calls a unit test makes fail on demand (-Wl,--wrap: its __wrap_F runs for F):
+# the store's thread starts, the client's sends, sqlmem's malloc and realloc
+WRAP_store := uv_thread_create
+WRAP_client := uv_try_write uv_write
+WRAP_sqlmem := malloc realloc
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libexchange.a
-	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka $(foreach f,$(WRAP_$*),-Wl,--wrap=$(f))
 
 $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o
 	$(CC) -o $@ $^ $(LDLIBS_ALL)

@@ -102,10 +102,15 @@ class CpuWindow:
         self.recv0 = tree_cpu_s(recv_pid) if recv_pid else 0.0
         self.gen0 = children_cpu_s()
 
-    def per_request_us(self, requests):
-        wall = time.monotonic() - self.t0
+    def _svc_recv_s(self):
+        """CPU seconds of the service and of the stand-in since the start."""
         svc = tree_cpu_s(self.pids[0]) - self.svc0
         recv = tree_cpu_s(self.pids[1]) - self.recv0 if self.pids[1] else 0.0
+        return svc, recv
+
+    def per_request_us(self, requests):
+        wall = time.monotonic() - self.t0
+        svc, recv = self._svc_recv_s()
         gen = children_cpu_s() - self.gen0
         n = max(requests, 1)
         return {"svc_us": svc / n * 1e6, "recv_us": recv / n * 1e6, "gen_us": gen / n * 1e6,
@@ -116,8 +121,7 @@ class CpuWindow:
         callbacks sent after the load ended have arrived: with a latency of
         1-3 s, the load's window holds only ~80 % of its callbacks."""
         n = max(requests, 1)
-        svc = tree_cpu_s(self.pids[0]) - self.svc0
-        recv = tree_cpu_s(self.pids[1]) - self.recv0 if self.pids[1] else 0.0
+        svc, recv = self._svc_recv_s()
         return {"svc_us": svc / n * 1e6, "recv_us": recv / n * 1e6}
 
 

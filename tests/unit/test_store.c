@@ -1,7 +1,9 @@
 /* store: on a temporary file: submit (new, duplicate, conflict, full),
  * every transition, cancel, retry, list with a cursor, recovery after a
- * reopen, migration from a version-1 database, purge, and a full disk
- * through the fault seam. Run from tests/unit. */
+ * reopen, migration from a version-1 database, purge, a full disk
+ * through the fault seam, the WAL kept short (with and without the
+ * checkpointer, and with its pass still running), thread starts that fail.
+ * Run from tests/unit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -109,9 +111,11 @@ static void close_store(struct store *s)
 }
 
 /* After each test: what a failed one left open, and its tuning. */
+static void ckpt_release(void);
 static int close_each(void **state)
 {
     (void)state;
+    ckpt_release();
     if (open_now)
         close_store(open_now);
     memset(&tune, 0, sizeof tune);
@@ -644,6 +648,24 @@ static int caught_up(struct store *s)
     return st.wal_catch_ups >= 1;
 }
 
+/* BIG_TURN submissions in one loop turn (one commit), each answered OK */
+enum { BIG_TURN = 2000 };
+static void submit_in_one_turn(struct store *s, const char *prefix, uint64_t first_id)
+{
+    char rid[32];
+    static struct answer big[BIG_TURN];
+    memset(big, 0, sizeof big);
+    for (int i = 0; i < BIG_TURN; i++) {
+        snprintf(rid, sizeof rid, "\"%s%d\"", prefix, i);
+        struct store_submit t = {ID(first_id + (uint64_t)i), rid, P1};
+        store_submit(s, inbox, &t, on_submit, &big[i]);
+    }
+    for (int i = 0; i < BIG_TURN; i++) {
+        wait_for(&big[i]);
+        assert_int_equal(big[i].status, STORE_OK);
+    }
+}
+
 static void test_wal_stays_short_under_load(void **state)
 {
     (void)state;
@@ -654,18 +676,7 @@ static void test_wal_stays_short_under_load(void **state)
      * commit of more than wal_max frames (2,000 tasks in one turn, ~170 frames) is followed
      * by the writer's own checkpoint */
     wait_until(wal_store, one_pass);
-    char rid[32];
-    static struct answer big[2000];
-    memset(big, 0, sizeof big);
-    for (int i = 0; i < 2000; i++) {
-        snprintf(rid, sizeof rid, "\"big%d\"", i);
-        struct store_submit t = {ID(40000 + (uint64_t)i), rid, P1};
-        store_submit(wal_store, inbox, &t, on_submit, &big[i]);
-    }
-    for (int i = 0; i < 2000; i++) {
-        wait_for(&big[i]);
-        assert_int_equal(big[i].status, STORE_OK);
-    }
+    submit_in_one_turn(wal_store, "big", 40000);
     wait_until(wal_store, caught_up);
     /* the property, under a load that keeps the writer busy */
     wal_next = wal_acked = 0;
@@ -912,11 +923,118 @@ static void test_full_disk_fault(void **state)
  * -Wl,--wrap=uv_thread_create (Makefile), so the store's calls come here. */
 int __real_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg);
 static int thread_fail_at; /* the nth start from now fails (0: none) */
+static uv_thread_t started[2]; /* the last two threads started: after a store's open, */
+static unsigned nstarted;       /* its writer and its checkpointer */
 int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
 {
     if (thread_fail_at && --thread_fail_at == 0)
         return UV_EAGAIN;
-    return __real_uv_thread_create(tid, entry, arg);
+    int rc = __real_uv_thread_create(tid, entry, arg);
+    if (rc == 0)
+        started[nstarted++ % 2] = *tid;
+    return rc;
+}
+
+/* Checkpoints stopped on demand: test_store also links with
+ * -Wl,--wrap=sqlite3_wal_checkpoint_v2. While ckpt_hold is set, the
+ * checkpointer's next call waits in here, before SQLite's, until
+ * ckpt_release: a pass that does not end. The writer's calls meanwhile
+ * answer SQLITE_BUSY, as SQLite does while another checkpoint runs. */
+int __real_sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *name, int mode, int *log, int *ckpt);
+static uv_thread_t writer_thread;
+static _Atomic int ckpt_hold, ckpt_inside, writer_ckpts, writer_busy;
+static uv_sem_t ckpt_go;
+
+int __wrap_sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *name, int mode, int *log, int *ckpt)
+{
+    uv_thread_t self = uv_thread_self();
+    if (ckpt_hold && uv_thread_equal(&self, &writer_thread)) {
+        writer_ckpts++;
+        if (ckpt_inside) {
+            writer_busy++;
+            return SQLITE_BUSY;
+        }
+    } else if (ckpt_hold) {
+        ckpt_inside = 1;
+        uv_sem_wait(&ckpt_go);
+        ckpt_inside = 0;
+    }
+    return __real_sqlite3_wal_checkpoint_v2(db, name, mode, log, ckpt);
+}
+
+static void ckpt_release(void)
+{
+    if (ckpt_hold) {
+        ckpt_hold = 0;
+        uv_sem_post(&ckpt_go); /* kept if the checkpointer has yet to come */
+    }
+}
+
+static int ckpt_held(struct store *s)
+{
+    (void)s;
+    return ckpt_inside;
+}
+
+static int one_more_pass(struct store *s)
+{
+    struct store_stats st;
+    store_stats_read(s, &st);
+    return st.checkpoints > passes_at;
+}
+
+static int wal_short(struct store *s)
+{
+    struct store_stats st;
+    store_stats_read(s, &st);
+    return st.wal_frames < 64;
+}
+
+/* The writer's catch-up meets a checkpoint the checkpointer is still running:
+ * SQLite answers BUSY, the writer's commits go on, and it tries again only
+ * after the checkpointer's next pass, not once per commit meanwhile. */
+static void test_catch_up_meets_a_running_checkpoint(void **state)
+{
+    (void)state;
+    unlink(path);
+    tune.wal_max = 64;
+    struct store *s = open_store(100000, 86400000);
+    writer_thread = started[(nstarted - 2) % 2];
+    wait_until(s, one_pass);
+    writer_ckpts = writer_busy = 0;
+    assert_int_equal(uv_sem_init(&ckpt_go, 0), 0);
+    ckpt_hold = 1;
+    wait_until(s, ckpt_held); /* the checkpointer's next pass has begun, and waits */
+    struct store_stats st;
+    store_stats_read(s, &st);
+    passes_at = st.checkpoints;
+    submit_in_one_turn(s, "busy", 60000); /* one commit of ~170 frames: past wal_max */
+    char rid[32];
+    for (int i = 0; i < 50; i++) { /* 50 commits more, the WAL past wal_max in each */
+        snprintf(rid, sizeof rid, "\"more%d\"", i);
+        assert_int_equal(submit(s, ID(62000 + (uint64_t)i), rid, P1, NULL), STORE_OK);
+    }
+    store_stats_read(s, &st);
+    assert_true(st.wal_frames >= 64);
+    assert_int_equal(st.checkpoints, passes_at);
+    assert_int_equal(writer_busy, 1); /* it tried once, and found the pass running */
+    assert_int_equal(writer_ckpts, 1); /* and not again while that pass went on */
+    /* the pass ends, having copied the whole WAL: a commit after it rewinds the WAL (one
+     * after the next pass, should a pass running then have kept the WAL from rewinding) */
+    ckpt_release();
+    int after = 0;
+    for (; after < 20 && !wal_short(s); after++) {
+        store_stats_read(s, &st);
+        passes_at = st.checkpoints;
+        wait_until(s, one_more_pass);
+        snprintf(rid, sizeof rid, "\"after%d\"", after);
+        assert_int_equal(submit(s, ID(63000 + (uint64_t)after), rid, P1, NULL), STORE_OK);
+    }
+    assert_true(wal_short(s));
+    store_stats_read(s, &st);
+    assert_int_equal(st.active, 2050 + (uint64_t)after);
+    close_store(s);
+    uv_sem_destroy(&ckpt_go);
 }
 
 /* No writer thread: the store does not open, and says why. */
@@ -995,6 +1113,7 @@ int main(void)
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),
         cmocka_unit_test_teardown(test_checkpointer_not_started, close_each),
+        cmocka_unit_test_teardown(test_catch_up_meets_a_running_checkpoint, close_each),
         cmocka_unit_test_teardown(test_unusable_paths, close_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

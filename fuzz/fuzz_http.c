@@ -76,7 +76,7 @@ static void init(void)
     uv_loop_init(&loop);
     uv_timer_init(&loop, &later_timer);
     int port;
-    int fd = http_listen_socket("127.0.0.1", 0, 16, &port);
+    int fd = http_listen_socket("127.0.0.1", 0, 1, 16, &port);
     if (fd < 0)
         abort();
     struct http_server_config cfg = {&counters, routes, NULL, 4096, 100, 60000, 60000, 60000,

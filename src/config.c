@@ -19,7 +19,8 @@ static const struct opt table[] = {
     {"host", "EXCHANGED_HOST", OPT_STR, &cfg_tmp.host, 0, 0, "ADDR",
      "address to listen on (default 127.0.0.1; 0.0.0.0 exposes the service)"},
     {"port", "EXCHANGED_PORT", OPT_INT, &cfg_tmp.port, 0, 65535, "N",
-     "TCP port (default 8000; 0 picks a free one, printed at start)"},
+     "TCP port (default 8000; 0 picks a free one, printed at start); one that anything "
+     "listens on already, another exchanged included, stops the start"},
     {"workers", "EXCHANGED_WORKERS", OPT_INT, &cfg_tmp.workers, 0, LIMIT_WORKERS_MAX, "N",
      "worker threads, each with its own loop and listener (default 0 = one per core)"},
     {"latency", "EXCHANGED_LATENCY", OPT_RANGE, cfg_tmp.latency_ms, 0, S(LIMIT_LATENCY_MAX_S),

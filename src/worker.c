@@ -37,7 +37,7 @@ struct worker_set *worker_set_new(const struct config *cfg, struct store *store,
     s->started_ms = util_now_ms();
     for (int i = 0; i < s->n; i++) {
         int bound = 0;
-        int fd = http_listen_socket(cfg->host, s->port, 4096, &bound);
+        int fd = http_listen_socket(cfg->host, s->port, i == 0, 4096, &bound);
         if (fd < 0) {
             snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, s->port,
                      strerror(-fd));

@@ -158,7 +158,25 @@ const char *http_status_text(int status)
 
 /* ---- listening socket ---- */
 
-int http_listen_socket(const char *host, int port, int backlog, int *bound_port)
+/* A TCP socket bound to ai with SO_REUSEADDR (and SO_REUSEPORT when shared);
+ * the fd or a negative errno. */
+static int bound_socket(const struct addrinfo *ai, int shared)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int http_listen_socket(const char *host, int port, int first, int backlog, int *bound_port)
 {
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
@@ -170,20 +188,22 @@ int http_listen_socket(const char *host, int port, int backlog, int *bound_port)
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0)
         return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        rc = -errno;
-        freeaddrinfo(res);
-        return rc;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+    int fd = 0;
+    /* a socket without SO_REUSEPORT cannot be bound where anything listens, even
+     * with it: this finds another process on the port, which the workers' own
+     * sockets would otherwise share unseen */
+    if (first && port != 0 && (fd = bound_socket(res, 0)) >= 0)
+        close(fd);
+    if (fd >= 0)
+        fd = bound_socket(res, 1);
+    if (fd >= 0 && listen(fd, backlog) != 0) {
         rc = -errno;
         close(fd);
+        fd = rc;
+    }
+    if (fd < 0) {
         freeaddrinfo(res);
-        return rc;
+        return fd;
     }
     freeaddrinfo(res);
     struct sockaddr_storage ss;

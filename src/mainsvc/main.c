@@ -345,7 +345,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.workers; i++) {
         struct mworker *w = &workers[i];
         int bound = 0;
-        int fd = http_listen_socket(opt.host, port, 4096, &bound);
+        int fd = http_listen_socket(opt.host, port, i == 0, 4096, &bound);
         if (fd < 0) {
             fprintf(stderr, "exchanged-main: cannot listen on %s:%d: %s\n", opt.host, port,
                     strerror(-fd));

@@ -45,12 +45,22 @@ def test_bad_values_refused_with_one_line():
 
 
 def test_port_in_use_refused():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        r = run("--port", str(s.getsockname()[1]))
-    assert r.returncode != 0
-    assert "cannot listen on 127.0.0.1" in r.stderr and "in use" in r.stderr
+    """Refused whether the listener there shares its port (SO_REUSEPORT, as each worker
+    of another exchanged does) or not; the stand-in main service too."""
+    for prog, name in ((EXCHANGED, "exchanged"), (MAIN, "exchanged-main")):
+        for reuseport in (False, True):
+            with socket.socket() as s:
+                if reuseport:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                s.bind(("127.0.0.1", 0))
+                s.listen()
+                port = s.getsockname()[1]
+                r = subprocess.run([prog, "--port", str(port), "--store", "memory"]
+                                   if prog == EXCHANGED else [prog, "--port", str(port)],
+                                   capture_output=True, text=True, timeout=10)
+            assert r.returncode != 0, (name, reuseport)
+            assert f"cannot listen on 127.0.0.1:{port}" in r.stderr, (name, reuseport, r.stderr)
+            assert "in use" in r.stderr, (name, reuseport, r.stderr)
 
 
 def test_main_service_stand_in(main_service):

@@ -13,7 +13,7 @@ static struct http_counters loopsrv_counters;
 static inline struct http_server *loopsrv_start(uv_loop_t *loop, const struct route *routes,
                                                 void *ctx, int *port)
 {
-    int fd = http_listen_socket("127.0.0.1", 0, 64, port);
+    int fd = http_listen_socket("127.0.0.1", 0, 1, 64, port);
     assert(fd >= 0);
     struct http_server_config cfg = {&loopsrv_counters, routes, ctx, 1 << 20, 100, 5000, 5000,
                                      5000, NULL};

@@ -114,9 +114,8 @@ const char *http_status_text(int status);
 /* Opens a TCP listening socket on host:port with SO_REUSEPORT (so every
  * worker may open its own on the same port). port 0 picks one; *bound_port
  * returns it. With first set (the first worker's), a port on which anything
- * listens already is refused (-EADDRINUSE), though it listens with
- * SO_REUSEPORT too, as a second exchanged would. Returns the fd, or a
- * negative errno. */
+ * listens already is refused (-EADDRINUSE), even a listener with SO_REUSEPORT
+ * as a second exchanged's would be. Returns the fd, or a negative errno. */
 int http_listen_socket(const char *host, int port, int first, int backlog, int *bound_port);
 
 #endif

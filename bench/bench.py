@@ -317,7 +317,7 @@ def m_inflight(system, start, n, results):
         results["inflight"][system] = [{
             "tasks": lg["ok_2xx"], "rss_mb": rss / 1024, "peak_rss_mb": peak / 1024,
             "base_rss_mb": base / 1024, "bytes_per_task": (peak - base) * 1024 / max(1, lg["ok_2xx"]),
-            "submit_rps": lg["rps"]}]
+            "submit_rps": lg["rps"], "submit_p99_ms": lg["p99_ms"]}]
     finally:
         svc.stop()
 
@@ -401,11 +401,13 @@ def report(results, a):
                              f"{fmt(med(runs, 'lost')):>6} {fmt(med(runs, 'duplicates')):>6} "
                              f"{fmt(med(runs, 'peak_rss_mb'), 1):>12}")
     if results["inflight"]:
-        lines.append("\nin flight: tasks accepted with --latency 600-600 (one run: a memory figure)")
+        lines.append("\nin flight: tasks accepted with --latency 600-600 (one run: a memory figure;"
+                     " accepted by bench/loadgen at c=256, no callback due)")
         for s, runs in results["inflight"].items():
             r = runs[0]
             lines.append(f"{label[s]:34} tasks={fmt(r['tasks'])} peak RSS={r['peak_rss_mb']:.1f} MB "
-                         f"-> {r['bytes_per_task']:.0f} bytes/task")
+                         f"-> {r['bytes_per_task']:.0f} bytes/task; accepted at "
+                         f"{fmt(r['submit_rps'])} req/s, p99 {r['submit_p99_ms']:.1f} ms")
     for conns in (64, 256):
         if not results[f"e2e_c{conns}"]:
             continue

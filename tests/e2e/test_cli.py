@@ -63,6 +63,19 @@ def test_port_in_use_refused():
             assert "in use" in r.stderr, (name, reuseport, r.stderr)
 
 
+def test_second_service_on_a_port_refused(start_service):
+    """A second exchanged on the port of a running one (each of whose workers listens with
+    SO_REUSEPORT) stops at once, and the first goes on answering alone."""
+    first = start_service()
+    r = subprocess.run([EXCHANGED, "--port", str(first.port), "--store", "memory"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in r.stderr, r.stderr
+    for _ in range(20):  # new connections, spread over the listeners there: all the first's
+        status, _, body = request(first.port, "GET", "/health")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+
+
 def test_main_service_stand_in(main_service):
     good = {"token": "MY_SECRET_TOKEN", "request_id": 7, "breakdown": []}
     status, _, body = request(main_service.port, "PUT", "/api/exchange_result",

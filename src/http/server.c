@@ -189,11 +189,14 @@ int http_listen_socket(const char *host, int port, int first, int backlog, int *
     if (rc != 0)
         return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
     int fd = 0;
-    /* a socket without SO_REUSEPORT cannot be bound where anything listens, even
-     * with it: this finds another process on the port, which the workers' own
-     * sockets would otherwise share unseen */
-    if (first && port != 0 && (fd = bound_socket(res, 0)) >= 0)
-        close(fd);
+    if (first && port != 0) {
+        /* a socket without SO_REUSEPORT cannot be bound where anything listens,
+         * even with it: this finds another process on the port, which the
+         * workers' own sockets would otherwise share unseen */
+        fd = bound_socket(res, 0);
+        if (fd >= 0)
+            close(fd);
+    }
     if (fd >= 0)
         fd = bound_socket(res, 1);
     if (fd >= 0 && listen(fd, backlog) != 0) {

@@ -47,7 +47,7 @@ def test_bad_values_refused_with_one_line():
 def test_port_in_use_refused():
     """Refused whether the listener there shares its port (SO_REUSEPORT, as each worker
     of another exchanged does) or not; the stand-in main service too."""
-    for prog, name in ((EXCHANGED, "exchanged"), (MAIN, "exchanged-main")):
+    for argv in ([EXCHANGED, "--store", "memory"], [MAIN]):
         for reuseport in (False, True):
             with socket.socket() as s:
                 if reuseport:
@@ -55,12 +55,11 @@ def test_port_in_use_refused():
                 s.bind(("127.0.0.1", 0))
                 s.listen()
                 port = s.getsockname()[1]
-                r = subprocess.run([prog, "--port", str(port), "--store", "memory"]
-                                   if prog == EXCHANGED else [prog, "--port", str(port)],
-                                   capture_output=True, text=True, timeout=10)
-            assert r.returncode != 0, (name, reuseport)
-            assert f"cannot listen on 127.0.0.1:{port}" in r.stderr, (name, reuseport, r.stderr)
-            assert "in use" in r.stderr, (name, reuseport, r.stderr)
+                r = subprocess.run([*argv, "--port", str(port)], capture_output=True, text=True,
+                                   timeout=10)
+            assert r.returncode != 0, (argv, reuseport)
+            assert f"cannot listen on 127.0.0.1:{port}" in r.stderr, (argv, reuseport, r.stderr)
+            assert "in use" in r.stderr, (argv, reuseport, r.stderr)
 
 
 def test_second_service_on_a_port_refused(start_service):
@@ -71,9 +70,8 @@ def test_second_service_on_a_port_refused(start_service):
                        capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in r.stderr, r.stderr
-    for _ in range(20):  # new connections, spread over the listeners there: all the first's
-        status, _, body = request(first.port, "GET", "/health")
-        assert status == 200 and json.loads(body)["status"] == "ok"
+    status, _, body = request(first.port, "GET", "/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
 
 
 def test_main_service_stand_in(main_service):

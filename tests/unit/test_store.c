@@ -702,13 +702,22 @@ static void test_wal_stays_short_under_load(void **state)
 /* The checkpointer thread copies the WAL into the database, so that after a
  * pass with no commit in between the next commit starts the WAL again
  * (the writer's own catch-up is kept out of it: wal_max_frames huge). */
-static uint64_t passes_at;
+static uint64_t passes_want;
 
-static int two_more_passes(struct store *s)
+static int passes_reached(struct store *s)
 {
     struct store_stats st;
     store_stats_read(s, &st);
-    return st.checkpoints >= passes_at + 2;
+    return st.checkpoints >= passes_want;
+}
+
+/* Waits for n more passes of the checkpointer than it has made now. */
+static void wait_more_passes(struct store *s, uint64_t n)
+{
+    struct store_stats st;
+    store_stats_read(s, &st);
+    passes_want = st.checkpoints + n;
+    wait_until(s, passes_reached);
 }
 
 static void test_checkpointer_rewinds_the_wal(void **state)
@@ -722,11 +731,9 @@ static void test_checkpointer_rewinds_the_wal(void **state)
         snprintf(rid, sizeof rid, "\"c%d\"", i);
         assert_int_equal(submit(s, ID(30000 + (uint64_t)i), rid, P1, NULL), STORE_OK);
     }
-    struct store_stats st;
-    store_stats_read(s, &st);
-    passes_at = st.checkpoints;
-    wait_until(s, two_more_passes);
+    wait_more_passes(s, 2);
     assert_int_equal(submit(s, ID(31000), "\"after\"", P1, NULL), STORE_OK);
+    struct store_stats st;
     store_stats_read(s, &st);
     assert_true(st.wal_frames > 0);
     assert_true(st.wal_frames < 50); /* 300 commits and more without a checkpoint */
@@ -976,13 +983,6 @@ static int ckpt_held(struct store *s)
     return ckpt_inside;
 }
 
-static int one_more_pass(struct store *s)
-{
-    struct store_stats st;
-    store_stats_read(s, &st);
-    return st.checkpoints > passes_at;
-}
-
 static int wal_short(struct store *s)
 {
     struct store_stats st;
@@ -1007,7 +1007,7 @@ static void test_catch_up_meets_a_running_checkpoint(void **state)
     wait_until(s, ckpt_held); /* the checkpointer's next pass has begun, and waits */
     struct store_stats st;
     store_stats_read(s, &st);
-    passes_at = st.checkpoints;
+    uint64_t held_pass = st.checkpoints;
     submit_in_one_turn(s, "busy", 60000); /* one commit of ~170 frames: past wal_max */
     char rid[32];
     for (int i = 0; i < 50; i++) { /* 50 commits more, the WAL past wal_max in each */
@@ -1016,7 +1016,7 @@ static void test_catch_up_meets_a_running_checkpoint(void **state)
     }
     store_stats_read(s, &st);
     assert_true(st.wal_frames >= 64);
-    assert_int_equal(st.checkpoints, passes_at);
+    assert_int_equal(st.checkpoints, held_pass);
     assert_int_equal(writer_busy, 1); /* it tried once, and found the pass running */
     assert_int_equal(writer_ckpts, 1); /* and not again while that pass went on */
     /* the pass ends, having copied the whole WAL: a commit after it rewinds the WAL (one
@@ -1024,9 +1024,7 @@ static void test_catch_up_meets_a_running_checkpoint(void **state)
     ckpt_release();
     int after = 0;
     for (; after < 20 && !wal_short(s); after++) {
-        store_stats_read(s, &st);
-        passes_at = st.checkpoints;
-        wait_until(s, one_more_pass);
+        wait_more_passes(s, 1);
         snprintf(rid, sizeof rid, "\"after%d\"", after);
         assert_int_equal(submit(s, ID(63000 + (uint64_t)after), rid, P1, NULL), STORE_OK);
     }

@@ -35,7 +35,8 @@ static const struct opt table[] = {
     {"max-body", "EXCHANGED_MAX_BODY", OPT_SIZE, &cfg_tmp.max_body, 64, 64 * 1024 * 1024, "BYTES",
      "largest request body, else 413 (default 1m)"},
     {"max-connections", "EXCHANGED_MAX_CONNECTIONS", OPT_INT, &cfg_tmp.max_connections, 1,
-     1000000, "N", "open connections over all workers; past it accepting pauses (default 10000)"},
+     1000000, "N", "open connections over all workers; past it accepting pauses (default 10000; "
+     "lowered, with a warning, to what the open-files limit allows)"},
     {"header-timeout", "EXCHANGED_HEADER_TIMEOUT", OPT_SECONDS, &cfg_tmp.header_timeout_ms, 100,
      S(3600), "SECONDS", "time to send a request's headers, else 408 and close (default 10)"},
     {"body-timeout", "EXCHANGED_BODY_TIMEOUT", OPT_SECONDS, &cfg_tmp.body_timeout_ms, 100, S(3600),
@@ -193,6 +194,36 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
     }
     *c = cfg_tmp;
     return 0;
+}
+
+/* The descriptors that are not connections. */
+static unsigned long fds_reserved(const struct config *c)
+{
+    unsigned long w = (unsigned long)c->workers;
+    return LIMIT_FDS_BASE + w * (LIMIT_FDS_PER_WORKER + LIMIT_FDS_PER_WORKER_CALLBACKS_EXTRA +
+                                 (unsigned long)c->callbacks_in_flight);
+}
+
+unsigned long config_fds_needed(const struct config *c)
+{
+    return fds_reserved(c) + (unsigned long)c->max_connections;
+}
+
+int config_fit_fds(struct config *c, unsigned long limit, int *was, char *err, size_t errlen)
+{
+    unsigned long reserved = fds_reserved(c);
+    *was = c->max_connections;
+    if (limit >= reserved + (unsigned long)c->max_connections)
+        return 0;
+    if (limit < reserved + (unsigned long)c->workers) {
+        snprintf(err, errlen,
+                 "the open-files limit (ulimit -n) is %lu: --workers %d with "
+                 "--callbacks-in-flight %d need at least %lu; raise it, or lower those",
+                 limit, c->workers, c->callbacks_in_flight, reserved + (unsigned long)c->workers);
+        return -1;
+    }
+    c->max_connections = (int)(limit - reserved);
+    return 1;
 }
 
 void config_print_help(FILE *out)

@@ -47,4 +47,13 @@ struct config {
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen);
 void config_print_help(FILE *out);
 
+/* File descriptors the service may hold at once with c: its connections
+ * (max_connections), the callbacks' sockets and its own (limits.h). */
+unsigned long config_fds_needed(const struct config *c);
+/* Fits c->max_connections into an open-files limit (RLIMIT_NOFILE): returns
+ * 0 when it fits, 1 when max_connections was lowered to fit (the old value
+ * in *was), -1 when even --workers connections do not fit (a one-line
+ * reason in err). */
+int config_fit_fds(struct config *c, unsigned long limit, int *was, char *err, size_t errlen);
+
 #endif

@@ -36,6 +36,14 @@
 #define LIMIT_IDLE_TIMEOUT_S_DEFAULT 5
 /* default: callbacks in flight per worker; the rest wait in the worker's queue. */
 #define LIMIT_CALLBACKS_IN_FLIGHT_DEFAULT 64
+/* File descriptors kept for what is not a connection: the process's own
+ * (stdio, the store's files, the signal thread) and each worker's (its loop,
+ * wake-ups, listener, libuv's spare); with callbacks_in_flight + 4 sockets
+ * per worker for the callbacks (in flight and kept alive), the rest of the
+ * open-files limit is left for --max-connections (see config_fit_fds). */
+#define LIMIT_FDS_BASE 32
+#define LIMIT_FDS_PER_WORKER 8
+#define LIMIT_FDS_PER_WORKER_CALLBACKS_EXTRA 4
 /* Bytes of a main service's answer kept as the failure reason. */
 #define LIMIT_PEER_BODY_KEEP 512
 /* default: seconds to connect to / complete one callback. */

@@ -111,6 +111,19 @@ int main(int argc, char **argv)
                   : !strcmp(cfg.log_level, "warn") ? LOG_WARN
                   : !strcmp(cfg.log_level, "error") ? LOG_ERROR
                                                     : LOG_INFO);
+    /* the open-files limit raised to what --max-connections needs, or the
+     * connections lowered to what it allows */
+    unsigned long nofile = util_nofile_raise(config_fds_needed(&cfg));
+    int was_max_connections;
+    rc = config_fit_fds(&cfg, nofile, &was_max_connections, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "exchanged: %s\n", err);
+        return 1;
+    }
+    if (rc > 0)
+        log_warn("event=max_connections_lowered from=%d to=%d open_files_limit=%lu"
+                 " hint=\"raise the open-files limit (ulimit -n) to keep --max-connections\"",
+                 was_max_connections, cfg.max_connections, nofile);
     signal(SIGPIPE, SIG_IGN);
     util_stop_signals_block(); /* taken by the signal thread below: see util.h */
     if (!isatty(STDOUT_FILENO))

@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static enum log_level min_level = LOG_INFO;
@@ -143,4 +145,22 @@ int util_stop_signals_wait(void (*cb)(int signum, void *arg), void *arg)
         return -rc;
     }
     return 0;
+}
+
+unsigned long util_nofile_raise(unsigned long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return ULONG_MAX;
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return ULONG_MAX;
+    if (rl.rlim_cur < want) {
+        rlim_t to = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+        if (to > rl.rlim_cur) {
+            struct rlimit up = {to, rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+                rl.rlim_cur = to;
+        }
+    }
+    return (unsigned long)rl.rlim_cur;
 }

@@ -41,6 +41,11 @@ uint64_t util_now_ms(void);
 /* Milliseconds since the epoch (the wall clock: stored times, task ids). */
 uint64_t util_wall_ms(void);
 
+/* Raises the soft open-files limit (RLIMIT_NOFILE) to want if it is lower,
+ * as far as the hard limit allows; returns the soft limit now in effect
+ * (ULONG_MAX when unlimited or unknown). */
+unsigned long util_nofile_raise(unsigned long want);
+
 /* Stop signals (SIGINT, SIGTERM) taken by one thread with sigwait, not by a
  * handler: util_stop_signals_block() before any thread starts (every thread
  * inherits the block, so none is ended or interrupted by them), then

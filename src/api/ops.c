@@ -25,6 +25,7 @@ void api_health(struct http_request *req, void *ctx)
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"ok\",\"version\":\"" EXCHANGED_VERSION "\","
                      "\"uptime_s\":%" PRIu64 ",\"workers\":%d,\"connections_open\":%" PRIu64
+                     ",\"accept_failures\":%" PRIu64
                      ",\"requests_total\":%" PRIu64 ",\"tasks_accepted\":%" PRIu64
                      ",\"tasks_in_flight\":%" PRIu64 ",\"sync_in_flight\":%" PRIu64
                      ",\"callbacks_delivered\":%" PRIu64 ",\"callbacks_failed\":%" PRIu64
@@ -33,7 +34,8 @@ void api_health(struct http_request *req, void *ctx)
                      ",\"wal_frames\":%" PRIu64
                      ",\"cache_bytes\":%" PRIu64 "}}",
                      (util_now_ms() - worker_set_started_ms(w->set)) / 1000,
-                     worker_set_count(w->set), t.connections_open, t.requests_total,
+                     worker_set_count(w->set), t.connections_open, t.accept_failures,
+                     t.requests_total,
                      t.tasks_accepted, t.tasks_in_flight, t.sync_in_flight,
                      t.callbacks_delivered, t.callbacks_failed, st.active, st.commits,
                      st.queue_len, st.purged, st.held, st.wal_frames, st.cache_bytes);

@@ -1,8 +1,10 @@
+#define _GNU_SOURCE /* accept4 */
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <http_parser.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +31,14 @@
 /* A connection keeps its body buffer for the next request up to this size
  * (the seed's body is ~170 bytes): one allocation less per request. */
 #define BODY_KEEP_BYTES 1024
+/* Connections accepted per readable event of the listener before the loop
+ * serves its other events (the rest wait in the kernel's backlog). */
+#define ACCEPT_BATCH 64
+/* Out of file descriptors (or another accept failure): accepting pauses this
+ * long; connections wait in the backlog meanwhile. At most one warning per
+ * ACCEPT_WARN_MS per server. */
+#define ACCEPT_RETRY_MS 100
+#define ACCEPT_WARN_MS 1000
 
 enum rstate { RS_IDLE, RS_HEADERS, RS_BODY };
 enum hdr { H_OTHER, H_CONTENT_TYPE, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, H_EXPECT,
@@ -102,12 +112,18 @@ struct http_conn {
 
 struct http_server {
     uv_loop_t *loop;
-    uv_tcp_t listener;
+    int listen_fd;
+    uv_poll_t listener;          /* readable: connections wait on listen_fd */
+    uv_timer_t accept_retry;     /* after an accept failure */
+    int handles_open;            /* listener and accept_retry, until closed */
     struct http_server_config cfg;
     http_parser_settings settings;
     struct http_conn *conns;
     unsigned nconns;
-    int accept_paused;
+    int accept_paused;           /* at max_connections: until one closes */
+    int accept_failing;          /* an accept failed: until accept_retry fires */
+    uint64_t accept_warned_ms;   /* when the last accept failure was logged */
+    uint64_t accept_unlogged;    /* accept failures since then, not logged */
     int stopping;
     void (*drained_cb)(void *arg);
     void *drained_arg;
@@ -384,7 +400,9 @@ static void on_handle_closed(uv_handle_t *h)
     free(c);
 }
 
-static void server_accept(struct http_server *srv);
+static void accept_resume(struct http_server *srv);
+static void on_accept_retry(uv_timer_t *t);
+static void on_listener_readable(uv_poll_t *p, int status, int events);
 
 static void conn_close(struct http_conn *c)
 {
@@ -405,7 +423,7 @@ static void conn_close(struct http_conn *c)
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (srv->accept_paused && !srv->stopping) {
         srv->accept_paused = 0;
-        server_accept(srv);
+        accept_resume(srv);
     }
     server_maybe_drained(srv);
 }
@@ -993,8 +1011,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* ---- accepting ---- */
 
-/* Makes a connection of fd (open == 1: an already connected socket) or of
- * the next connection waiting on the listener. Returns 0 or a libuv error. */
+/* Makes a connection of fd, a connected stream socket; takes ownership of
+ * fd (closed on failure). Returns 0 or a libuv error. */
 static int conn_start(struct http_server *srv, int fd)
 {
     struct http_conn *c = xcalloc(1, sizeof *c);
@@ -1004,9 +1022,9 @@ static int conn_start(struct http_server *srv, int fd)
     c->timer.data = c;
     c->handles_open = 2;
     c->srv = srv;
-    int rc = fd >= 0 ? uv_tcp_open(&c->tcp, fd)
-                     : uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp);
+    int rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
+        close(fd);
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -1030,13 +1048,66 @@ static int conn_start(struct http_server *srv, int fd)
     return 0;
 }
 
+/* An accept failed with err (out of file descriptors, mostly: EMFILE or
+ * ENFILE): accepting pauses for ACCEPT_RETRY_MS, the connections wait in the
+ * kernel's backlog, and the loop goes on serving the open ones (whose
+ * closing frees descriptors). Retrying at once would spin: the failure
+ * repeats for as long as a connection waits. */
+static void accept_failed(struct http_server *srv, int err)
+{
+    uint64_t now = uv_now(srv->loop);
+    STAT_ADD(accept_failures);
+    if (srv->accept_warned_ms == 0 || now - srv->accept_warned_ms >= ACCEPT_WARN_MS) {
+        log_warn("event=accept_failed error=\"%s\" retry_ms=%d connections=%u"
+                 " failures_not_logged=%" PRIu64,
+                 strerror(err), ACCEPT_RETRY_MS, srv->nconns, srv->accept_unlogged);
+        srv->accept_warned_ms = now ? now : 1;
+        srv->accept_unlogged = 0;
+    } else {
+        srv->accept_unlogged++;
+    }
+    srv->accept_failing = 1;
+    uv_poll_stop(&srv->listener);
+    uv_timer_start(&srv->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
+}
+
+/* Accepts what waits, up to ACCEPT_BATCH (the listener stays readable for
+ * the rest); past max_connections it stops polling the listener until a
+ * connection closes. */
 static void server_accept(struct http_server *srv)
 {
-    if (srv->nconns >= srv->cfg.max_connections) {
-        srv->accept_paused = 1; /* libuv stops polling the listener until we accept */
-        return;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (srv->nconns >= srv->cfg.max_connections) {
+            srv->accept_paused = 1;
+            uv_poll_stop(&srv->listener);
+            return;
+        }
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue; /* that connection is gone; the next may wait */
+            accept_failed(srv, errno);
+            return;
+        }
+        conn_start(srv, fd);
     }
-    conn_start(srv, -1);
+}
+
+/* Polls the listener again (unless paused at max_connections or stopping). */
+static void accept_resume(struct http_server *srv)
+{
+    if (srv->stopping || srv->accept_paused || srv->accept_failing)
+        return;
+    uv_poll_start(&srv->listener, UV_READABLE, on_listener_readable);
+}
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    struct http_server *srv = t->data;
+    srv->accept_failing = 0;
+    accept_resume(srv);
 }
 
 int http_server_adopt(struct http_server *srv, int fd)
@@ -1044,21 +1115,16 @@ int http_server_adopt(struct http_server *srv, int fd)
     return conn_start(srv, fd);
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+static void on_listener_readable(uv_poll_t *p, int status, int events)
 {
-    struct http_server *srv = listener->data;
-    if (status < 0) {
-        log_warn("event=accept_error error=%s", uv_strerror(status));
+    struct http_server *srv = p->data;
+    (void)events;
+    if (status < 0) { /* the socket reports an error: treated as a failed accept */
+        accept_failed(srv, -status);
         return;
     }
-    if (srv->stopping)
-        return;
-    server_accept(srv);
-}
-
-static void free_server_cb(uv_handle_t *h)
-{
-    free(h->data);
+    if (!srv->stopping)
+        server_accept(srv);
 }
 
 struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_server_config *cfg,
@@ -1074,29 +1140,34 @@ struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_s
     srv->settings.on_headers_complete = on_headers_complete;
     srv->settings.on_body = on_body;
     srv->settings.on_message_complete = on_message_complete;
-    uv_tcp_init(loop, &srv->listener);
-    srv->listener.data = srv;
-    int rc = uv_tcp_open(&srv->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, 4096, on_connection);
+    srv->listen_fd = fd;
+    int rc = uv_poll_init_socket(loop, &srv->listener, fd);
     if (rc != 0) {
         *err = rc;
-        uv_close((uv_handle_t *)&srv->listener, free_server_cb);
+        close(fd);
+        free(srv);
         return NULL;
     }
+    srv->listener.data = srv;
+    uv_timer_init(loop, &srv->accept_retry);
+    srv->accept_retry.data = srv;
+    srv->handles_open = 2;
+    uv_poll_start(&srv->listener, UV_READABLE, on_listener_readable);
     return srv;
 }
 
 static void on_listener_closed(uv_handle_t *h)
 {
     struct http_server *srv = h->data;
-    srv->listener.data = NULL;
+    if (h == (uv_handle_t *)&srv->listener)
+        close(srv->listen_fd); /* after the poll handle: libuv no longer watches it */
+    srv->handles_open--;
     server_maybe_drained(srv);
 }
 
 static void server_maybe_drained(struct http_server *srv)
 {
-    if (!srv->stopping || srv->nconns > 0 || srv->listener.data != NULL)
+    if (!srv->stopping || srv->nconns > 0 || srv->handles_open > 0)
         return;
     if (srv->drained_cb) {
         void (*cb)(void *) = srv->drained_cb;
@@ -1114,6 +1185,7 @@ void http_server_stop(struct http_server *srv, void (*drained_cb)(void *arg), vo
     srv->drained_cb = drained_cb;
     srv->drained_arg = arg;
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&srv->accept_retry, on_listener_closed);
     struct http_conn *c = srv->conns;
     while (c) {
         struct http_conn *next = c->next;

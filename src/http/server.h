@@ -17,8 +17,12 @@
  * Errors that leave the byte stream in an unknown state (400, 408, 413,
  * 414, 431, 505) are answered, then the connection is half-closed and
  * drained for a moment ("lingering close") so the client reads the answer
- * instead of a reset. Past max_connections, accepting pauses (libuv stops
- * polling the listener) until a connection closes.
+ * instead of a reset. Past max_connections, accepting pauses (the listener
+ * is not polled) until a connection closes. An accept that fails (out of file
+ * descriptors: EMFILE, ENFILE) pauses accepting for 100 ms, with a warning at
+ * most once a second: the connections wait in the kernel's backlog while the
+ * open ones are served. (libuv's own accept loop would retry at once and
+ * spin, and its fallback resets the waiting connections.)
  *
  * Threading: everything here runs on the owning loop's thread only.
  */
@@ -59,6 +63,8 @@ struct http_counters {
     _Atomic uint64_t requests_total;
     _Atomic uint64_t responses_4xx;
     _Atomic uint64_t responses_5xx;
+    _Atomic uint64_t accept_failures; /* accepts that failed (out of file descriptors,
+                                         mostly); each pauses accepting a moment */
 };
 
 struct http_server_config {

@@ -39,6 +39,9 @@ struct entry {
     size_t len;
 };
 
+/* connections per worker */
+#define MAIN_MAX_CONNECTIONS 100000UL
+
 static struct {
     const char *host;
     int port;
@@ -335,6 +338,9 @@ int main(int argc, char **argv)
         opts_print_help(stdout, table);
         return 0;
     }
+    /* as many connections as the hard open-files limit allows; past it an
+     * accept pauses a moment (see server.h) */
+    util_nofile_raise(MAIN_MAX_CONNECTIONS * (unsigned long)opt.workers + 64);
     signal(SIGPIPE, SIG_IGN);
     util_stop_signals_block(); /* taken by the signal thread below: see util.h */
     if (!isatty(STDOUT_FILENO))
@@ -356,7 +362,7 @@ int main(int argc, char **argv)
         uv_loop_init(&w->loop);
         uv_async_init(&w->loop, &w->stop, on_stop);
         w->stop.data = w;
-        struct http_server_config sc = {&w->counters, routes, w, 1024 * 1024, 100000,
+        struct http_server_config sc = {&w->counters, routes, w, 1024 * 1024, MAIN_MAX_CONNECTIONS,
                                         10000, 30000, 75000, NULL};
         int e = 0;
         w->server = http_server_new(&w->loop, fd, &sc, &e);

@@ -1,9 +1,11 @@
 """HTTP/1.1 behaviour: keep-alive, pipelining, chunked, 100-continue, limits, the lingering close."""
 import json
+import select
 import socket
+import subprocess
 import time
 
-from conftest import SEED_BODY, request, raw, read_to_close, parse_responses
+from conftest import EXCHANGED, MAIN, SEED_BODY, Proc, request, raw, read_to_close, parse_responses
 
 BODY = json.dumps(SEED_BODY).encode()
 
@@ -325,3 +327,103 @@ def test_error_close_stops_draining_a_client_that_keeps_sending(start_service):
     assert ended and time.monotonic() - t0 < 10
     s.close()
     still_serving(svc.port)
+
+
+def answered(socks, timeout, want=None, close=False):
+    """The sockets of socks whose answer (a 200) arrives within timeout seconds, or as
+    soon as want of them have; the first that is not a 200 fails the test. With close,
+    each is closed once answered."""
+    done = set()
+    want = len(socks) if want is None else want
+    deadline = time.monotonic() + timeout
+    while len(done) < want:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([s for s in socks if s not in done], [], [], left)
+        for s in ready:
+            data = s.recv(4096)
+            assert data.startswith(b"HTTP/1.1 200"), data
+            done.add(s)
+            if close:
+                s.close()
+    return done
+
+
+def served_in_turn(socks, timeout=20):
+    """Closes each connection once answered: those waiting in the backlog must be
+    accepted and answered as others close, every one of them."""
+    done = answered(socks, timeout, close=True)
+    assert len(done) == len(socks), f"{len(socks) - len(done)} of {len(socks)} never answered"
+
+
+def test_open_files_limit_lowers_max_connections():
+    """Under an open-files limit of 200 (hard: it cannot be raised) the default 10,000
+    connections do not fit: the service says so and takes 16 at a time (2 workers, the
+    callbacks' sockets kept), the rest wait their turn in the backlog; no accept fails."""
+    p = Proc(["prlimit", "--nofile=200:200", EXCHANGED, "--port", "0", "--workers", "2",
+              "--store", "memory", "--idle-timeout", "30"])
+    try:
+        assert p.err.count(r"event=max_connections_lowered from=10000 to=16 "
+                           r"open_files_limit=200 ") == 1
+        socks = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(40)]
+        for s in socks:
+            s.sendall(GET_ROOT)
+        first = answered(socks, 5, want=16)
+        assert len(first) == 16
+        rest = [s for s in socks if s not in first]
+        assert not answered(rest, 0.5), "served past the connection cap"
+        for s in first:
+            s.close()
+        served_in_turn(rest)
+        health = json.loads(request(p.port, "GET", "/health")[2])
+        assert health["accept_failures"] == 0
+        assert "accept_failed" not in p.err.text()
+    finally:
+        assert p.stop() == 0
+
+
+def test_open_files_limit_raised_or_refused():
+    # a soft limit below what the connections need is raised, up to the hard one
+    p = Proc(["prlimit", "--nofile=256:20000", EXCHANGED, "--port", "0", "--workers", "2",
+              "--store", "memory", "--max-connections", "1000"])
+    try:
+        with open(f"/proc/{p.p.pid}/limits") as f:
+            line = next(l for l in f if l.startswith("Max open files"))
+        assert line.split()[3:5] == [str(1000 + 32 + 2 * (8 + 4 + 64)), "20000"], line
+        assert "max_connections_lowered" not in p.err.text()
+    finally:
+        assert p.stop() == 0
+    # too low even for a connection per worker besides the callbacks: a clear refusal
+    r = subprocess.run(["prlimit", "--nofile=100:100", EXCHANGED, "--port", "0",
+                        "--store", "memory", "--workers", "2"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert r.stderr == ("exchanged: the open-files limit (ulimit -n) is 100: --workers 2 with "
+                        "--callbacks-in-flight 64 need at least 186; raise it, or lower those\n")
+
+
+def test_out_of_descriptors_pauses_accepting():
+    """A process out of file descriptors (the stand-in main service under a limit of 32,
+    40 connections at once) accepts what it can, serves those while the rest wait in the
+    backlog, warns at most once a second per worker instead of retrying at once, and
+    accepts the rest as descriptors free up: none is reset."""
+    p = Proc(["prlimit", "--nofile=32:32", MAIN, "--port", "0", "--workers", "2", "--quiet"])
+    try:
+        t0 = time.monotonic()
+        socks = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(40)]
+        for s in socks:
+            s.sendall(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        p.err.wait(r"event=accept_failed error=\"Too many open files\" retry_ms=100 ")
+        first = answered(socks, 2)
+        assert 0 < len(first) < 40
+        for s in first:  # still served while others wait
+            s.sendall(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answered(list(first), 5) == first
+        for s in first:
+            s.close()
+        served_in_turn([s for s in socks if s not in first])
+        warnings = p.err.count(r"event=accept_failed ")
+        assert 1 <= warnings <= 2 * (time.monotonic() - t0 + 1)
+    finally:
+        assert p.stop() == 0

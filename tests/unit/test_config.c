@@ -115,10 +115,38 @@ static void test_callback_ca_file(void **state)
     rmdir(dir);
 }
 
+/* The open-files limit against --max-connections: what fits is kept, more
+ * is lowered to what the limit leaves, too little for a connection per
+ * worker is refused. */
+static void test_fit_fds(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[256];
+    char *argv[] = {"exchanged", "--workers", "2", "--callbacks-in-flight", "10",
+                    "--max-connections", "1000", NULL};
+    assert_int_equal(config_load(&c, 7, argv, err, sizeof err), 0);
+    unsigned long reserved = 32 + 2 * (8 + 4 + 10);
+    assert_int_equal(config_fds_needed(&c), reserved + 1000);
+    int was = 0;
+    assert_int_equal(config_fit_fds(&c, reserved + 1000, &was, err, sizeof err), 0);
+    assert_int_equal(c.max_connections, 1000);
+    assert_int_equal(config_fit_fds(&c, reserved + 999, &was, err, sizeof err), 1);
+    assert_int_equal(was, 1000);
+    assert_int_equal(c.max_connections, 999);
+    assert_int_equal(config_fit_fds(&c, reserved + 2, &was, err, sizeof err), 1);
+    assert_int_equal(c.max_connections, 2); /* one per worker */
+    assert_int_equal(config_fit_fds(&c, reserved + 1, &was, err, sizeof err), -1);
+    assert_string_equal(err, "the open-files limit (ulimit -n) is 77: --workers 2 with "
+                             "--callbacks-in-flight 10 need at least 78; raise it, or lower those");
+    assert_int_equal(c.max_connections, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults), cmocka_unit_test(test_seed_env_and_flags),
-        cmocka_unit_test(test_refusals), cmocka_unit_test(test_callback_ca_file)};
+        cmocka_unit_test(test_refusals), cmocka_unit_test(test_callback_ca_file),
+        cmocka_unit_test(test_fit_fds)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* server: answers that come later (after the client left, or during a
- * stop), in-order pipelining across a late answer, and a clean loop close.
+ * stop), in-order pipelining across a late answer, and a clean loop close;
+ * accepting when the process is out of file descriptors.
  * The server runs on a loop in a second thread; the test talks to it with
  * blocking sockets. */
 #include <setjmp.h>
@@ -8,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -78,9 +82,8 @@ static void loop_thread(void *arg)
 static int port;
 static uv_thread_t thread;
 
-static int connect_to(void)
+static void connect_fd(int fd)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
@@ -88,6 +91,12 @@ static int connect_to(void)
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+static int connect_to(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    connect_fd(fd);
     return fd;
 }
 
@@ -160,6 +169,94 @@ static void test_late_answers(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- out of file descriptors ---- */
+
+/* Sends GET /now on fd and reads the answer's status line. */
+static int ask_now(int fd)
+{
+    const char *req = "GET /now HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+        return 0;
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return strncmp(buf, "HTTP/1.1 200", 12) == 0;
+}
+
+#define FD_CLIENTS 8
+#define FD_FREE 2 /* descriptors left for the server to accept with */
+
+/* The process runs out of file descriptors with connections waiting: the
+ * server accepts what it can, serves those, pauses accepting (a few failed
+ * accepts, not a spin), and once descriptors are free again accepts and
+ * serves the connections that waited (none reset). */
+static void test_out_of_descriptors(void **state)
+{
+    (void)state;
+    uv_loop_init(&loop);
+    uv_async_init(&loop, &stop_async, on_stop);
+    uv_timer_init(&loop, &later_timer);
+    srv = loopsrv_start(&loop, routes, NULL, &port);
+    struct http_counters *counters = &loopsrv_counters;
+    uint64_t failures0 = atomic_load(&counters->accept_failures);
+    uv_thread_create(&thread, loop_thread, NULL);
+
+    /* one connection first: libuv keeps a spare descriptor per loop from
+     * its first stream on */
+    int warm = connect_to();
+    assert_true(ask_now(warm));
+    close(warm);
+
+    int cl[FD_CLIENTS];
+    for (int i = 0; i < FD_CLIENTS; i++)
+        assert_true((cl[i] = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+
+    /* the limit at the highest descriptor open, every lower one taken,
+     * then FD_FREE given back */
+    struct rlimit was;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    int top = cl[0];
+    for (int fd = 0; fd < 4096; fd++)
+        if (fcntl(fd, F_GETFD) != -1 && fd > top)
+            top = fd;
+    struct rlimit low = {(rlim_t)top + 1, was.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fill[4096], nfill = 0, fd;
+    while ((fd = open("/dev/null", O_RDONLY)) >= 0)
+        fill[nfill++] = fd;
+    assert_int_equal(errno, EMFILE);
+    for (int i = 0; i < FD_FREE; i++)
+        close(fill[--nfill]);
+
+    for (int i = 0; i < FD_CLIENTS; i++)
+        connect_fd(cl[i]);
+    /* the first FD_FREE are served while the others wait */
+    for (int i = 0; i < FD_FREE; i++)
+        assert_true(ask_now(cl[i]));
+    for (int i = 0; i < 100 && atomic_load(&counters->accept_failures) == failures0; i++)
+        usleep(10000);
+    usleep(300000);
+    /* one failed accept per pause of 100 ms, not a retry at once */
+    uint64_t failures = atomic_load(&counters->accept_failures) - failures0;
+
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+    /* the others waited, and are served now (libuv's fallback resets them) */
+    for (int i = FD_FREE; i < FD_CLIENTS; i++)
+        assert_true(ask_now(cl[i]));
+    assert_int_equal(atomic_load(&counters->connections_open), FD_CLIENTS);
+    assert_in_range(failures, 1, 6);
+
+    for (int i = 0; i < FD_CLIENTS; i++)
+        close(cl[i]);
+    uv_async_send(&stop_async);
+    uv_thread_join(&thread);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_status_text(void **state)
 {
     (void)state;
@@ -171,6 +268,7 @@ static void test_status_text(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_late_answers),
+                                       cmocka_unit_test(test_out_of_descriptors),
                                        cmocka_unit_test(test_status_text)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

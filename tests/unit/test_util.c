@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <cmocka.h>
 
 #include "../../src/util.h"
@@ -31,8 +32,26 @@ static void test_util(void **state)
     assert_true(log_enabled(LOG_INFO));
 }
 
+/* The soft open-files limit goes up to what is wanted, never past the
+ * hard limit, and never down. */
+static void test_nofile_raise(void **state)
+{
+    (void)state;
+    struct rlimit rl = {64, 256};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0); /* for good: the process ends here */
+    assert_int_equal(util_nofile_raise(32), 64);       /* not lowered */
+    assert_int_equal(util_nofile_raise(100), 100);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    assert_int_equal(rl.rlim_cur, 100);
+    assert_int_equal(rl.rlim_max, 256);
+    assert_int_equal(util_nofile_raise(1000), 256); /* up to the hard limit */
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    assert_int_equal(rl.rlim_cur, 256);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_util)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_util),
+                                       cmocka_unit_test(test_nofile_raise)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,11 @@ int main(int argc, char **argv)
              " delivering=%" PRIu64 " retrying=%" PRIu64,
              n, rec.by_state[STATE_QUEUED], rec.by_state[STATE_RUNNING],
              rec.by_state[STATE_DELIVERING], rec.by_state[STATE_RETRYING]);
+    uint64_t ahead = runner_ids_after(store_max_id(app.store));
+    if (ahead > 0)
+        log_warn("event=clock_behind_stored_tasks ahead_ms=%" PRIu64
+                 " note=\"the newest stored task is ahead of the wall clock: new task ids go on"
+                 " after it\"", ahead);
     rc = worker_set_run(app.workers);
     if (rc != 0) {
         fprintf(stderr, "exchanged: cannot start workers: %s\n", uv_strerror(rc));

@@ -90,6 +90,15 @@ uint64_t runner_new_id(struct runner *r)
     return (v << 8) | (uint64_t)(r->cfg.worker_id & 0xFF);
 }
 
+uint64_t runner_ids_after(uint64_t id)
+{
+    uint64_t v = id >> 8, last = atomic_load(&last_id);
+    while (v > last && !atomic_compare_exchange_weak(&last_id, &last, v))
+        ;
+    uint64_t ms = v >> 12, now = util_wall_ms();
+    return ms > now ? ms - now : 0;
+}
+
 void runner_format_id(uint64_t id, char *out)
 {
     static const char hex[] = "0123456789abcdef";

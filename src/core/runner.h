@@ -60,6 +60,10 @@ struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, stru
 /* A new, time-ordered task id: (ms << 12 | counter) << 8 | worker_id, greater
  * than every id any worker of the process gave out before it. */
 uint64_t runner_new_id(struct runner *r);
+/* Every id made from now on is greater than id (the greatest stored, at
+ * start: ids keep increasing when the wall clock went back since). Returns
+ * how many ms id is ahead of the wall clock (0 when it is not). */
+uint64_t runner_ids_after(uint64_t id);
 /* Takes ownership of ex, a task already stored as running under id;
  * starts its bills. After runner_close has begun, ex is freed and the task
  * is left in the store for the next start. */

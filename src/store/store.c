@@ -1303,6 +1303,20 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
     return n;
 }
 
+uint64_t store_max_id(struct store *s)
+{
+    sqlite3_stmt *st;
+    uint64_t id = 0;
+    uv_mutex_lock(&s->db_lock);
+    if (sqlite3_prepare_v2(s->db, "SELECT max(id) FROM tasks", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            id = (uint64_t)sqlite3_column_int64(st, 0); /* NULL (no task): 0 */
+        sqlite3_finalize(st);
+    }
+    uv_mutex_unlock(&s->db_lock);
+    return id;
+}
+
 void store_close(struct store *s)
 {
     uv_mutex_lock(&s->lock);

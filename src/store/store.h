@@ -110,6 +110,9 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
  * call only. */
 uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v),
                        void *arg);
+/* The greatest task id stored (0 when there is none, or on an error); before
+ * the workers start. */
+uint64_t store_max_id(struct store *s);
 /* Commits what is queued, stops the writer, closes the database. */
 void store_close(struct store *s);
 

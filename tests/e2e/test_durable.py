@@ -42,6 +42,31 @@ def stats(main):
     return json.loads(request(main.port, "GET", "/api/stats")[2])
 
 
+def test_ids_keep_increasing_when_the_clock_went_back(start_service, main_service, tmp_path):
+    """Task ids are made of the wall clock, and the list is newest first by id. A database
+    whose newest task is ahead of the clock (the clock was set back since; here its ids
+    are moved a day ahead) gets new ids after that task, with a warning."""
+    path = tmp_path / "clock.db"
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "0-0")
+    before = submit(svc, "before")[2]["task_id"]
+    wait_state(svc, before, "succeeded")
+    assert svc.stop() == 0
+    day = 86_400_000 << 20  # ids are (ms << 12 | counter) << 8 | worker
+    db = sqlite3.connect(path)
+    db.execute("UPDATE tasks SET id = id + ?", (day,))
+    db.commit()
+    db.close()
+    ahead = f"{int(before, 16) + day:016x}"
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "0-0")
+    after = submit(svc, "after")[2]["task_id"]
+    assert int(after, 16) > int(ahead, 16)
+    status, _, data = request(svc.port, "GET", "/api/tasks")
+    assert [x["task_id"] for x in json.loads(data)["tasks"]] == [after, ahead]
+    m = svc.err.wait(r"event=clock_behind_stored_tasks ahead_ms=(\d+) ")[0]
+    assert 86_000_000 < int(m.group(1)) <= 86_400_000
+    wait_state(svc, after, "succeeded")
+
+
 def test_task_api(start_service, main_service):
     svc = start_service("--latency", "0-0")
     status, _, a = submit(svc, "api-1")

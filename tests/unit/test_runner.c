@@ -126,7 +126,9 @@ static void test_callback_body(void **state)
 
 /* Ids grow across workers: a task submitted after another's answer lists
  * after it. 5,000 ids from one worker run ahead of the clock (4,096 per ms),
- * and the other worker's next id still comes after them. */
+ * and the other worker's next id still comes after them; so does the next
+ * id after runner_ids_after(an id an hour ahead), as at a start after the
+ * clock was set back. */
 static void test_ids_increase_across_workers(void **state)
 {
     (void)state;
@@ -150,6 +152,14 @@ static void test_ids_increase_across_workers(void **state)
         assert_int_equal(id & 0xFF, (i + 1) % 2 + 1);
         last = id;
     }
+    /* a stored id an hour ahead of the clock (set back since): the next come after it */
+    uint64_t hour = (3600000ULL << 20), stored = last + hour;
+    uint64_t ahead = runner_ids_after(stored);
+    assert_in_range(ahead, 3590000, 3600100); /* last itself may run a ms or two ahead */
+    uint64_t id = runner_new_id(w[1]);
+    assert_true(id > stored);
+    assert_in_range(runner_ids_after(last), 0, 100); /* an older one changes nothing */
+    assert_int_equal(runner_new_id(w[0]) >> 8, (id >> 8) + 1);
     for (int i = 0; i < 2; i++)
         runner_close(w[i], on_runner_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -32,12 +32,13 @@ void api_health(struct http_request *req, void *ctx)
                      ",\"store\":{\"active_tasks\":%" PRIu64 ",\"commits\":%" PRIu64
                      ",\"queue\":%" PRIu64 ",\"purged\":%" PRIu64 ",\"held_outcomes\":%" PRIu64
                      ",\"wal_frames\":%" PRIu64
-                     ",\"cache_bytes\":%" PRIu64 "}}",
+                     ",\"cache_bytes\":%" PRIu64 ",\"file_moved\":%s}}",
                      (util_now_ms() - worker_set_started_ms(w->set)) / 1000,
                      worker_set_count(w->set), t.connections_open, t.accept_failures,
                      t.requests_total,
                      t.tasks_accepted, t.tasks_in_flight, t.sync_in_flight,
                      t.callbacks_delivered, t.callbacks_failed, st.active, st.commits,
-                     st.queue_len, st.purged, st.held, st.wal_frames, st.cache_bytes);
+                     st.queue_len, st.purged, st.held, st.wal_frames, st.cache_bytes,
+                     st.file_moved ? "true" : "false");
     http_reply(req->x, 200, body, (size_t)n, NULL);
 }

@@ -92,6 +92,7 @@ struct store {
         stat_held, stat_wal_frames, stat_cache_bytes;
     uint64_t wal_max_frames;
     _Atomic int fault_full;
+    _Atomic int file_moved; /* the database file was deleted or replaced: writes refused */
     /* ids cancelled by this process, for runners to drop */
     uv_mutex_t cancel_lock;
     _Atomic size_t ncancelled;
@@ -578,6 +579,28 @@ static int step_once(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* 1 once the database file is no longer at its path (deleted, moved or
+ * replaced while open: SQLite goes on writing to the old file, which the
+ * next start would not find). Checked before each commit, so that nothing
+ * is acknowledged that a restart would lose (a stat(2) per commit). */
+static int file_moved(struct store *s)
+{
+    if (s->memory)
+        return 0;
+    if (atomic_load_explicit(&s->file_moved, memory_order_relaxed))
+        return 1;
+    int moved = 0;
+    if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+        !moved)
+        return 0;
+    log_error("event=store_file_moved path=\"%s\" error=\"the database file was deleted, moved"
+              " or replaced while open\": new tasks are refused (503) until a restart; the tasks"
+              " in flight go on, but a restart will not find them",
+              sqlite3_db_filename(s->db, "main"));
+    atomic_store(&s->file_moved, 1);
+    return 1;
+}
+
 /* Runs one batch in one transaction. */
 static void run_batch(struct store *s, struct op *ops)
 {
@@ -600,6 +623,7 @@ static void run_batch(struct store *s, struct op *ops)
     if (began) {
         purge(s);
         int rc = atomic_load(&s->fault_full) ? SQLITE_FULL
+                 : file_moved(s)             ? SQLITE_READONLY_DBMOVED
                                              : step_once(s->st_commit);
         if (rc != SQLITE_OK) {
             int ext = rc == SQLITE_FULL ? SQLITE_FULL : sqlite3_extended_errcode(s->db);
@@ -609,9 +633,11 @@ static void run_batch(struct store *s, struct op *ops)
                 log_error("event=store_fsync_failed error=\"%s\": stopping", sqlite3_errmsg(s->db));
                 _exit(70);
             }
-            log_error("event=store_commit_failed error=\"%s\"",
-                      rc == SQLITE_FULL && atomic_load(&s->fault_full) ? "database or disk is full (fault seam)"
-                                                                       : sqlite3_errmsg(s->db));
+            if (rc != SQLITE_READONLY_DBMOVED) /* said once, by file_moved */
+                log_error("event=store_commit_failed error=\"%s\"",
+                          rc == SQLITE_FULL && atomic_load(&s->fault_full)
+                              ? "database or disk is full (fault seam)"
+                              : sqlite3_errmsg(s->db));
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             delta = 0;
             for (struct op *op = ops; op; op = op->next)
@@ -1112,6 +1138,7 @@ void store_stats_read(struct store *s, struct store_stats *out)
 {
     out->active = atomic_load_explicit(&s->stat_active, memory_order_relaxed);
     out->commits = atomic_load_explicit(&s->stat_commits, memory_order_relaxed);
+    out->file_moved = atomic_load_explicit(&s->file_moved, memory_order_relaxed);
     out->queue_len = atomic_load_explicit(&s->stat_queue, memory_order_relaxed);
     out->purged = atomic_load_explicit(&s->stat_purged, memory_order_relaxed);
     out->wal_catch_ups = atomic_load_explicit(&s->stat_catch_ups, memory_order_relaxed);
@@ -1324,6 +1351,11 @@ void store_close(struct store *s)
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->lock);
     uv_thread_join(&s->thread);
+    if (atomic_load(&s->file_moved))
+        log_error("event=store_closed_moved path=\"%s\" note=\"the tasks this run left"
+                  " unfinished were in the file that was moved or deleted: a start on the path"
+                  " will not resume them\"",
+                  sqlite3_db_filename(s->db, "main"));
     if (s->ckpt_db) {
         uv_sem_post(&s->ckpt_stop);
         uv_thread_join(&s->checkpointer);

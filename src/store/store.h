@@ -198,6 +198,7 @@ struct store_stats {
     uint64_t checkpoints; /* passes of the checkpointer thread */
     uint64_t wal_catch_ups; /* checkpoints the writer ran to keep the WAL short */
     uint64_t cache_bytes; /* the writer's page cache after the last commit */
+    int file_moved;       /* the database file left its path while open: writes refused */
 };
 void store_stats_read(struct store *s, struct store_stats *out);
 

@@ -67,6 +67,28 @@ def test_ids_keep_increasing_when_the_clock_went_back(start_service, main_servic
     wait_state(svc, after, "succeeded")
 
 
+def test_database_deleted_while_running(start_service, main_service, tmp_path):
+    """SQLite goes on writing to a database file deleted while open, where no restart
+    would find it. The service checks before each commit, refuses new tasks (503), says
+    why once, and goes on with the task in flight (its callback arrives)."""
+    path = tmp_path / "gone.db"
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "1-1")
+    assert submit(svc, "in-flight")[0] == 200
+    os.unlink(path)
+    status, headers, body = submit(svc, "refused")
+    assert (status, headers.get("retry-after"), body) == (
+        503, "1", {"detail": "The task store cannot take the request now; retry later"})
+    assert submit(svc, "refused-too")[0] == 503
+    svc.err.wait(rf'event=store_file_moved path="{path}" error="the database file was deleted')
+    health = json.loads(request(svc.port, "GET", "/health")[2])
+    assert health["store"]["file_moved"] is True
+    main_service.out.wait(r'"request_id": "in-flight"')
+    assert svc.stop() == 0
+    assert svc.err.count(r"event=store_file_moved ") == 1
+    assert svc.err.count(r"event=store_closed_moved ") == 1
+    assert not path.exists()
+
+
 def test_task_api(start_service, main_service):
     svc = start_service("--latency", "0-0")
     status, _, a = submit(svc, "api-1")

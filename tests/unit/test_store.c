@@ -926,6 +926,45 @@ static void test_full_disk_fault(void **state)
     close_store(s);
 }
 
+/* The database file deleted while open: what was stored can still be read,
+ * writes are refused from the next commit on (SQLite would take them into a
+ * file no restart finds), for good, and the stats say so. A renamed file
+ * is the same. */
+static void test_file_moved(void **state)
+{
+    (void)state;
+    for (int rename_it = 0; rename_it < 2; rename_it++) {
+        unlink(path);
+        struct store *s = open_store(10, 86400000);
+        assert_int_equal(submit(s, 1, "\"kept\"", P1, NULL), STORE_OK);
+        char moved[300];
+        snprintf(moved, sizeof moved, "%s.moved", path);
+        if (rename_it)
+            assert_int_equal(rename(path, moved), 0);
+        else
+            assert_int_equal(unlink(path), 0);
+        assert_int_equal(submit(s, 2, "\"lost\"", P1, NULL), STORE_E_IO);
+        struct answer a = get(s, 1);
+        assert_int_equal(a.status, STORE_OK);
+        answer_free(&a);
+        a = get(s, 2);
+        assert_int_equal(a.status, STORE_E_NOTFOUND);
+        answer_free(&a);
+        /* a new file at the path does not make it writable again */
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(submit(s, 3, "\"lost\"", P1, NULL), STORE_E_IO);
+        struct store_stats st;
+        store_stats_read(s, &st);
+        assert_int_equal(st.file_moved, 1);
+        assert_int_equal(st.active, 1);
+        close_store(s);
+        unlink(moved);
+        unlink(path);
+    }
+}
+
 /* Thread starts fail on demand: test_store links with
  * -Wl,--wrap=uv_thread_create (Makefile), so the store's calls come here. */
 int __real_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg);
@@ -1109,6 +1148,7 @@ int main(void)
         cmocka_unit_test_teardown(test_purge, close_each),
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
+        cmocka_unit_test_teardown(test_file_moved, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),
         cmocka_unit_test_teardown(test_checkpointer_not_started, close_each),
         cmocka_unit_test_teardown(test_catch_up_meets_a_running_checkpoint, close_each),

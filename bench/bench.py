@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The benchmark: exchanged (SQLite and memory stores) against the seed's FastAPI service and
 the nginx floor, on loopback, every load bounded. Prints one table of medians and the ratios
-between systems measured in this run; writes every raw figure to a JSON file.
+between systems measured in this run, with each run's figures and ratios under the medians
+(the systems take turns run by run, so a run's ratio compares figures minutes apart at most);
+writes every raw figure to a JSON file.
 
   bench/bench.py [--runs 3] [--seconds 10] [--burst 100000] [--inflight 1000000] [--smoke]
                  [--out build/bench-results.json] [--only accept,burst,inflight,e2e]
@@ -344,6 +346,20 @@ def med(runs, key):
     return statistics.median(vals) if vals else None
 
 
+def runs_of(runs, key, digits=0):
+    """Each run's figure, in the order the runs were made: "a / b / c"."""
+    return " / ".join(fmt(r.get(key), digits) for r in runs)
+
+
+def per_run_ratios(runs, base_runs, key, form):
+    """The ratio within each run (the systems take turns run by run, so run r of
+    one system and run r of another ran minutes apart at most)."""
+    out = []
+    for r, b in zip(runs, base_runs):
+        out.append(form.format(r[key] / b[key]) if r.get(key) is not None and b.get(key) else "-")
+    return " / ".join(out)
+
+
 def fmt(v, digits=0):
     if v is None:
         return "-"
@@ -372,12 +388,16 @@ def report(results, a):
         acc = {s: med(results[key][s], "rps") for s in results[key]}
         ratios = []
         for s in ("sqlite", "memory"):
-            if s in acc and "floor" in acc and acc["floor"]:
-                ratios.append(f"{s}/floor = {acc[s] / acc['floor']:.2f}")
-            if s in acc and "reference" in acc and acc["reference"]:
-                ratios.append(f"{s}/reference = {acc[s] / acc['reference']:.0f}x")
+            for base, form in (("floor", "{:.2f}"), ("reference", "{:.0f}x")):
+                if s in acc and base in acc and acc[base]:
+                    each = per_run_ratios(results[key][s], results[key][base], "rps", form)
+                    ratios.append(f"{s}/{base} = {form.format(acc[s] / acc[base])}"
+                                  + (f" (runs {each})" if a.runs > 1 else ""))
         if ratios:
             lines.append("ratios (same run): " + ", ".join(ratios))
+        if a.runs > 1:
+            lines.append("runs, in turn (req/s): " + "; ".join(
+                f"{s} {runs_of(results[key][s], 'rps')}" for s in sysnames if results[key].get(s)))
         cpu = []
         for s in sysnames:
             runs = results[key].get(s)
@@ -400,6 +420,15 @@ def report(results, a):
                              f"{fmt(med(runs, 'submit_s'), 2):>9} {fmt(med(runs, 'all_callbacks_s'), 2):>9} "
                              f"{fmt(med(runs, 'lost')):>6} {fmt(med(runs, 'duplicates')):>6} "
                              f"{fmt(med(runs, 'peak_rss_mb'), 1):>12}")
+        after = []
+        for s in ("sqlite", "memory"):
+            runs = results["burst"].get(s)
+            if runs:
+                after.append(s + " " + " / ".join(
+                    f"+{r['all_callbacks_s'] - r['submit_s']:.2f}" if r.get("all_callbacks_s") else "-"
+                    for r in runs) + " s")
+        if after:
+            lines.append("the last callback after the last submission, each run: " + "; ".join(after))
     if results["inflight"]:
         lines.append("\nin flight: tasks accepted with --latency 600-600 (one run: a memory figure;"
                      " accepted by bench/loadgen at c=256, no callback due)")
@@ -413,10 +442,15 @@ def report(results, a):
             continue
         lines.append(f"\nend to end, --latency 0-0, wrk c={conns} {a.seconds}s (median of {a.runs})")
         for s, runs in results[f"e2e_c{conns}"].items():
-            lines.append(f"{label[s]:34} {fmt(med(runs, 'completed_per_s'))} completed tasks/s "
+            each = f", runs {runs_of(runs, 'completed_per_s')}" if a.runs > 1 else ""
+            lines.append(f"{label[s]:34} {fmt(med(runs, 'completed_per_s'))} completed tasks/s{each} "
                          f"(accept {fmt(med(runs, 'accept_rps'))} req/s; CPU per task: service "
                          f"{fmt(med(runs, 'svc_us'))} + main service {fmt(med(runs, 'recv_us'))} + "
                          f"wrk {fmt(med(runs, 'gen_us'))} us, machine {med(runs, 'busy') * 100:.0f}% busy)")
+        e2e = results[f"e2e_c{conns}"]
+        if a.runs > 1 and e2e.get("sqlite") and e2e.get("memory"):
+            lines.append("sqlite/memory, each run: "
+                         + per_run_ratios(e2e["sqlite"], e2e["memory"], "completed_per_s", "{:.2f}"))
     us = results["machine"].get("fdatasync_us")
     if us:
         lines.append(f"\nfdatasync of a 16 KiB append here: {us:.0f} us (median); with synchronous=FULL "

@@ -1,0 +1,72 @@
+"""bench/bench.py's report, from canned figures: each run's figures and the ratio within each
+run are printed under the medians (the bench itself runs in the smoke run of the test
+command, with one run, where there is nothing per run to print)."""
+import importlib.util
+import os
+import types
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench", os.path.join(HERE, "..", "..", "bench", "bench.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def accept_run(rps, p99=10.0):
+    return {"rps": rps, "p50_ms": 1.0, "p99_ms": p99, "non2xx": 0, "lost": 0, "svc_us": 50.0,
+            "recv_us": 25.0, "gen_us": 20.0, "busy": 0.9}
+
+
+def e2e_run(per_s):
+    return {"completed_per_s": per_s, "accept_rps": per_s, "svc_us": 50.0, "recv_us": 25.0,
+            "gen_us": 20.0, "busy": 0.9}
+
+
+def burst_run(submit, all_cb):
+    return {"ok_2xx": 1000, "non2xx": 0, "submit_s": submit, "all_callbacks_s": all_cb,
+            "lost": 0, "duplicates": 0, "peak_rss_mb": 40.0}
+
+
+def canned():
+    accept = {"sqlite": [accept_run(20000), accept_run(15000), accept_run(18000)],
+              "memory": [accept_run(24000), accept_run(30000), accept_run(26000)],
+              "reference": [accept_run(200), accept_run(300), accept_run(250)],
+              "floor": [accept_run(40000), accept_run(60000), accept_run(50000)]}
+    return {"accept_c64": accept, "accept_c256": {},
+            "burst": {"sqlite": [burst_run(3.0, 6.0), burst_run(2.5, 5.75), burst_run(3.25, 6.5)]},
+            "inflight": {},
+            "e2e_c64": {"sqlite": [e2e_run(15000), e2e_run(21000), e2e_run(18000)],
+                        "memory": [e2e_run(20000), e2e_run(28000), e2e_run(24000)]},
+            "e2e_c256": {}, "machine": {}}
+
+
+def test_report_prints_each_run_and_its_ratios():
+    bench = load_bench()
+    text = bench.report(canned(), types.SimpleNamespace(runs=3, seconds=10, latency="1-3"))
+    lines = text.splitlines()
+    # medians: sqlite 18,000, floor 50,000, reference 250; each run's ratio beside them
+    assert "sqlite/floor = 0.36 (runs 0.50 / 0.25 / 0.36)" in text
+    assert "sqlite/reference = 72x (runs 100x / 50x / 72x)" in text
+    assert "memory/floor = 0.52 (runs 0.60 / 0.50 / 0.52)" in text
+    assert ("runs, in turn (req/s): sqlite 20,000 / 15,000 / 18,000; memory 24,000 / 30,000 / "
+            "26,000; reference 200 / 300 / 250; floor 40,000 / 60,000 / 50,000") in lines
+    assert "the last callback after the last submission, each run: sqlite +3.00 / +3.25 / +3.25 s" in lines
+    assert any(line.startswith("exchanged --store sqlite (FULL)    18,000 completed tasks/s, "
+                               "runs 15,000 / 21,000 / 18,000 (") for line in lines)
+    assert "sqlite/memory, each run: 0.75 / 0.75 / 0.75" in lines
+
+
+def test_report_of_one_run_has_no_per_run_lines():
+    bench = load_bench()
+    results = canned()
+    for table in ("accept_c64", "burst", "e2e_c64"):
+        for system in results[table]:
+            results[table][system] = results[table][system][:1]
+    text = bench.report(results, types.SimpleNamespace(runs=1, seconds=1, latency="0.2-0.4"))
+    assert "sqlite/floor = 0.50, sqlite/reference = 100x" in text
+    assert "runs" not in text.replace("(median of 1)", "")
+    assert "sqlite/memory, each run" not in text

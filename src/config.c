@@ -54,7 +54,7 @@ static const struct opt table[] = {
      S(3600), "SECONDS",
      "on SIGTERM/SIGINT, the longest wait for answers still being written (default 10)"},
     {"bill-log", "EXCHANGED_BILL_LOG", OPT_INT, &cfg_tmp.bill_log, 0, 1, "0|1",
-     "print the seed's line per computed bill to stdout (default 1)"},
+     "print the seed's line per computed bill to stdout (default 1; a reader 4 MiB behind loses lines, counted in /health, and never stalls the service)"},
     {"store", "EXCHANGED_STORE", OPT_STR, &cfg_tmp.store, 0, 0, "SPEC",
      "where tasks are kept: sqlite:PATH (default sqlite:exchanged.db; one process per file)"
      " or memory (lost on exit)"},

@@ -58,5 +58,9 @@
 #define LIMIT_LATENCY_MAX_S 86400
 /* Workers: more than this is a typo, not a machine. */
 #define LIMIT_WORKERS_MAX 256
+/* Bytes of lines waiting for stdout, and for stderr, when their reader is
+ * slower than the service (output.h): ~2 s of bill lines at 40,000 bills a
+ * second; past it lines are dropped and counted, never waited for. */
+#define LIMIT_OUTPUT_QUEUE_BYTES (4 * 1024 * 1024)
 
 #endif

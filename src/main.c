@@ -4,6 +4,7 @@
  */
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,11 +14,11 @@
 #include <uv.h>
 
 #include "config.h"
+#include "limits.h"
+#include "output.h"
 #include "util.h"
 #include "store/store.h"
 #include "worker.h"
-
-#define STDOUT_FLUSH_MS 100
 
 struct app {
     struct worker_set *workers;
@@ -25,7 +26,6 @@ struct app {
     uv_async_t stop; /* a stop signal came (from the signal thread) */
     _Atomic int signals;
     _Atomic int signum;
-    uv_timer_t flush;
     uv_async_t done;
     uv_thread_t joiner;
 };
@@ -43,10 +43,26 @@ static void on_recovered(void *arg, const struct task_view *v)
     worker_set_resume(r->workers, v);
 }
 
-static void on_flush(uv_timer_t *t)
+/* A start-up failure after output_start: queued behind the lines before it. */
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
 {
-    (void)t;
-    fflush(stdout);
+    char text[640];
+    int n = snprintf(text, sizeof text, "exchanged: ");
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof text - 1)
+        n = (int)sizeof text - 1;
+    output_line(OUTPUT_STDERR, text, (size_t)n);
+}
+
+/* Every exit through exit() or a return from main: what is queued is
+ * written, waiting at most OUTPUT_EXIT_WAIT_MS for a stalled reader. */
+static void at_exit(void)
+{
+    output_stop(OUTPUT_EXIT_WAIT_MS);
 }
 
 static void join_workers(void *arg)
@@ -60,7 +76,6 @@ static void on_done(uv_async_t *a)
 {
     struct app *app = a->data;
     uv_close((uv_handle_t *)&app->stop, NULL);
-    uv_close((uv_handle_t *)&app->flush, NULL);
     uv_close((uv_handle_t *)&app->done, NULL);
 }
 
@@ -71,7 +86,7 @@ static void on_stop_signal(int signum, void *arg)
     struct app *app = arg;
     if (atomic_fetch_add(&app->signals, 1) > 0) {
         log_warn("event=forced_exit signal=%d", signum);
-        fflush(stdout);
+        output_flush(OUTPUT_EXIT_WAIT_MS); /* at once, unless a reader has stalled */
         _exit(1);
     }
     atomic_store(&app->signum, signum);
@@ -85,6 +100,7 @@ static void on_stop(uv_async_t *a)
     worker_set_stop(app->workers);
     if (uv_thread_create(&app->joiner, join_workers, app) != 0) {
         log_error("event=thread_create_failed");
+        output_flush(OUTPUT_EXIT_WAIT_MS);
         _exit(1);
     }
 }
@@ -126,10 +142,18 @@ int main(int argc, char **argv)
                  was_max_connections, cfg.max_connections, nofile);
     signal(SIGPIPE, SIG_IGN);
     util_stop_signals_block(); /* taken by the signal thread below: see util.h */
-    if (!isatty(STDOUT_FILENO))
-        setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    /* From here on the lines go through the output thread (output.h): a
+     * reader that stops reading never stops the service. Every return
+     * below writes what is queued first (at_exit). */
+    fflush(stdout);
+    rc = output_start(STDOUT_FILENO, STDERR_FILENO, LIMIT_OUTPUT_QUEUE_BYTES);
+    if (rc != 0) {
+        fprintf(stderr, "exchanged: cannot start the output thread: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    atexit(at_exit);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-        fprintf(stderr, "exchanged: libcurl failed to initialise\n");
+        fail("libcurl failed to initialise\n");
         return 1;
     }
 
@@ -142,18 +166,18 @@ int main(int argc, char **argv)
                               cfg.retention_ms, 0, hold < 10000 ? hold : 10000, 0, 0};
     app.store = store_open(&sc, err, sizeof err);
     if (!app.store) {
-        fprintf(stderr, "exchanged: %s\n", err);
+        fail("%s\n", err);
         return 1;
     }
     app.workers = worker_set_new(&cfg, app.store, err, sizeof err);
     if (!app.workers) {
-        fprintf(stderr, "exchanged: %s\n", err);
+        fail("%s\n", err);
         store_close(app.store);
         return 1;
     }
     rc = worker_set_prepare(app.workers);
     if (rc != 0) {
-        fprintf(stderr, "exchanged: cannot start workers: %s\n", uv_strerror(rc));
+        fail("cannot start workers: %s\n", uv_strerror(rc));
         return 1;
     }
     struct recovered rec = {app.workers, {0}};
@@ -169,7 +193,7 @@ int main(int argc, char **argv)
                  " after it\"", ahead);
     rc = worker_set_run(app.workers);
     if (rc != 0) {
-        fprintf(stderr, "exchanged: cannot start workers: %s\n", uv_strerror(rc));
+        fail("cannot start workers: %s\n", uv_strerror(rc));
         return 1;
     }
     uv_loop_t *loop = uv_default_loop();
@@ -177,7 +201,7 @@ int main(int argc, char **argv)
     app.stop.data = &app;
     rc = util_stop_signals_wait(on_stop_signal, &app);
     if (rc != 0) {
-        fprintf(stderr, "exchanged: cannot start the signal thread: %s\n", uv_strerror(rc));
+        fail("cannot start the signal thread: %s\n", uv_strerror(rc));
         return 1;
     }
     /* "listening" once a stop signal is taken too: a supervisor (or a test)
@@ -189,8 +213,6 @@ int main(int argc, char **argv)
              host, worker_set_port(app.workers), cfg.workers,
              (double)cfg.latency_ms[0] / 1000, (double)cfg.latency_ms[1] / 1000,
              (double)cfg.sync_latency_ms / 1000, cfg.main_service_url, cfg.store, cfg.store_sync);
-    uv_timer_init(loop, &app.flush);
-    uv_timer_start(&app.flush, on_flush, STDOUT_FLUSH_MS, STDOUT_FLUSH_MS);
     uv_async_init(loop, &app.done, on_done);
     app.done.data = &app;
     uv_run(loop, UV_RUN_DEFAULT);
@@ -201,7 +223,6 @@ int main(int argc, char **argv)
     uv_loop_close(loop);
     curl_global_cleanup();
     util_stop_signals_end();
-    fflush(stdout);
     log_info("event=stopped");
-    return 0;
+    return 0; /* at_exit writes what is queued */
 }

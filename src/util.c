@@ -11,6 +11,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "output.h"
+
 static enum log_level min_level = LOG_INFO;
 
 static void oom(size_t n)
@@ -72,7 +74,13 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const char *base = strrchr(file, '/');
-    fprintf(stderr, "%s %s:%d %s\n", names[level], base ? base + 1 : file, line, msg);
+    char text[sizeof msg + 128];
+    int n = snprintf(text, sizeof text, "%s %s:%d %s\n", names[level], base ? base + 1 : file, line, msg);
+    if (n >= (int)sizeof text) {
+        n = (int)sizeof text - 1;
+        text[n - 1] = '\n';
+    }
+    output_line(OUTPUT_STDERR, text, (size_t)n);
 }
 
 uint64_t util_wall_ms(void)

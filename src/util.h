@@ -7,8 +7,9 @@
  * limits.h before anything is allocated.
  *
  * Logging: one line per event to stderr, "LEVEL file:line key=value ...".
- * log_* may be called from any thread (each line is one fprintf, which stdio
- * locks). Secrets are never passed to them.
+ * log_* may be called from any thread: each line is queued whole for the
+ * output thread (output.h), so a stalled reader of stderr never stops the
+ * caller. Secrets are never passed to them.
  */
 #ifndef EXCHANGED_UTIL_H
 #define EXCHANGED_UTIL_H

@@ -11,6 +11,7 @@
 #include "../buf.h"
 #include "../http/server.h"
 #include "../jsonw.h"
+#include "../output.h"
 #include "../util.h"
 #include "deadline.h"
 #include "money.h"
@@ -337,7 +338,16 @@ static void bill_log(const struct task *t, uint32_t i)
         id++;
         len -= 2;
     }
-    printf("Рассчитана купюра %.*s: %s RUB\n", len, id, num);
+    char storage[512]; /* an escaped id may be longer: the buffer grows */
+    struct buf line;
+    buf_init_on(&line, storage, sizeof storage);
+    buf_append_str(&line, "Рассчитана купюра ");
+    buf_append(&line, id, (size_t)len);
+    buf_append(&line, ": ", 2);
+    buf_append_str(&line, num);
+    buf_append(&line, " RUB\n", 5);
+    output_line(OUTPUT_STDOUT, line.data, line.len);
+    buf_free(&line);
 }
 
 static void on_timer(uv_timer_t *tm)

@@ -17,6 +17,7 @@
 
 #include "../core/deadline.h"
 #include "../core/payload.h"
+#include "../output.h"
 #include "../util.h"
 #include "sqlmem.h"
 #include "walvfs.h"
@@ -631,6 +632,7 @@ static void run_batch(struct store *s, struct op *ops)
                 /* A failed fsync cannot be trusted to have written anything:
                  * stop, and let the next start recover from what is on disk. */
                 log_error("event=store_fsync_failed error=\"%s\": stopping", sqlite3_errmsg(s->db));
+                output_flush(1000);
                 _exit(70);
             }
             if (rc != SQLITE_READONLY_DBMOVED) /* said once, by file_moved */

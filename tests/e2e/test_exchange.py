@@ -1,11 +1,15 @@
 """The seed's contract over the wire: async with callback, sync, validation."""
+import fcntl
 import http.server
 import json
+import os
+import signal
+import subprocess
 import re
 import threading
 import time
 
-from conftest import SEED_BODY, request, raw, parse_responses
+from conftest import BUILD, EXCHANGED, SEED_BODY, Lines, request, raw, parse_responses
 
 SEED_CALLBACK = ('{"token": "MY_SECRET_TOKEN", "request_id": "async_test", "breakdown": '
                  '[{"denomination_id": 1, "subtotal_rub": 3775.0}, '
@@ -206,6 +210,56 @@ def test_many_callbacks_all_arrive(start_service, main_service):
         time.sleep(0.02)
     assert store["wal_frames"] > 0
     assert 0 < store["cache_bytes"] <= 9 * 1024 * 1024
+
+
+def test_stdout_reader_that_stops_reading_never_stops_the_service(main_service, tmp_path):
+    """stdout is a pipe nobody reads (a stalled log collector): the bill lines
+    fill it at once. Before, every worker then blocked in printf and the
+    service answered nothing, not even SIGTERM; now the lines wait in a queue
+    (past its cap they would be dropped and counted), and tasks, callbacks, the
+    log and the stop go on."""
+    r, w = os.pipe()
+    fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: a small pipe fills sooner
+    env = dict(os.environ, MAIN_SERVICE_URL=main_service.url())
+    p = subprocess.Popen([EXCHANGED, "--port", "0", "--workers", "2", "--latency", "0-0",
+                          "--store", f"sqlite:{tmp_path}/t.db"],
+                         stdout=w, stderr=subprocess.PIPE, env=env)
+    os.close(w)
+    try:
+        err = Lines(p.stderr)
+        port = int(err.wait(r"event=listening address=http://[^ ]+:(\d+)")[0].group(1))
+        n = 3000  # 6,000 bill lines, ~270 KB: past the pipe and any buffer
+        out = subprocess.run([os.path.join(BUILD, "bench", "loadgen"), "127.0.0.1", str(port),
+                              "/api/exchange_async", str(n), "8", "stall"],
+                             capture_output=True, timeout=60)
+        assert re.search(rb"ok_2xx=3000\b", out.stdout), out
+        deadline = time.monotonic() + 60
+        while json.loads(request(main_service.port, "GET", "/api/stats")[2])["distinct"] < n:
+            assert time.monotonic() < deadline, "callbacks stopped: the service is stuck"
+            time.sleep(0.05)
+        health = json.loads(request(port, "GET", "/health")[2])
+        assert health["callbacks_delivered"] == n
+        assert health["output_dropped"] == 0  # they wait in the queue (4 MiB; drops: unit test)
+        p.send_signal(signal.SIGTERM)  # the reader still stalled
+        assert p.wait(15) == 0  # the exit waits 1 s for the reader, not forever
+        err.wait(r"event=stopped")
+        data = b""
+        while True:  # the process is gone: read what it left in the pipe
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        lines = data.decode("utf-8", "replace").splitlines()
+        assert 0 < len(lines) <= 2 * n
+        # whole lines, but for the last: the exit ended a write the pipe took half of
+        assert all(l.startswith("Рассчитана купюра ") and l.endswith(" RUB")
+                   for l in lines[:-1]), lines[-3:]
+        assert "Sanitizer" not in err.text() and "runtime error" not in err.text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(r)
 
 
 def test_sigterm_answers_request_under_way_and_exits_promptly(start_service):

@@ -288,3 +288,13 @@ uint64_t output_dropped(void)
 {
     return atomic_load_explicit(&q.dropped_total, memory_order_relaxed);
 }
+
+uint64_t output_waiting(void)
+{
+    if (!atomic_load(&q.running))
+        return 0;
+    uv_mutex_lock(&q.lock);
+    uint64_t n = q.s[0].pending.len + q.s[1].pending.len;
+    uv_mutex_unlock(&q.lock);
+    return n;
+}

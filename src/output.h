@@ -52,4 +52,8 @@ void output_stop(uint64_t wait_ms);
  * was closed by its reader. */
 uint64_t output_dropped(void);
 
+/* Bytes queued and not yet taken for writing, both streams (0 when not
+ * started). Any thread. */
+uint64_t output_waiting(void);
+
 #endif

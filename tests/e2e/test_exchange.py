@@ -240,6 +240,7 @@ def test_stdout_reader_that_stops_reading_never_stops_the_service(main_service, 
         health = json.loads(request(port, "GET", "/health")[2])
         assert health["callbacks_delivered"] == n
         assert health["output_dropped"] == 0  # they wait in the queue (4 MiB; drops: unit test)
+        assert health["output_waiting_bytes"] > 0
         p.send_signal(signal.SIGTERM)  # the reader still stalled
         assert p.wait(15) == 0  # the exit waits 1 s for the reader, not forever
         err.wait(r"event=stopped")

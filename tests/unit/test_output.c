@@ -101,18 +101,20 @@ static void test_stalled_reader(void **state)
     assert_int_equal(pipe(out), 0);
     assert_int_equal(pipe(err), 0);
     fcntl(out[1], F_SETPIPE_SZ, 4096);
-    size_t cap = 64 * 1024;
+    size_t cap = 2 * OUTPUT_FLUSH_BYTES; /* the first 64 KiB go to the thread at once, and stick */
     assert_int_equal(output_start(out[1], err[1], cap), 0);
     char line[100];
     memset(line, 'x', sizeof line - 1);
     line[sizeof line - 1] = '\n';
     uint64_t t0 = util_now_ms();
-    for (int i = 0; i < 20000; i++) /* 2 MB: 30 times the queue and the pipe */
+    for (int i = 0; i < 20000; i++) /* 2 MB: 10 times the queue, the batch and the pipe */
         output_line(OUTPUT_STDOUT, line, sizeof line);
     uint64_t took = util_now_ms() - t0;
     assert_true(took < 3000); /* ~ms: the pipe holds 4 KiB, nobody reads it */
     uint64_t dropped = output_dropped();
-    assert_true(dropped > 20000 - (4096 + cap) / sizeof line - 1000);
+    assert_true(dropped > 20000 - (4096 + OUTPUT_FLUSH_BYTES + cap) / sizeof line - 100);
+    uint64_t waiting = output_waiting(); /* what the stalled thread has not taken */
+    assert_true(waiting > 0 && waiting <= cap);
 
     struct buf got_err;
     buf_init(&got_err);
@@ -130,6 +132,7 @@ static void test_stalled_reader(void **state)
     read_until(out[0], &got_out, queued + 6, 5000);
     assert_int_equal(got_out.len, queued + 6);
     assert_string_equal(got_out.data + queued, "after\n");
+    assert_int_equal(output_waiting(), 0);
     char expect[128];
     snprintf(expect, sizeof expect, "event=output_dropped stream=stdout lines=%llu queue_bytes=%zu",
              (unsigned long long)dropped, cap);

@@ -30,6 +30,7 @@
 #include "../http/server.h"
 #include "../limits.h"
 #include "../opts.h"
+#include "../output.h"
 #include "../util.h"
 
 struct entry {
@@ -121,6 +122,20 @@ static int store(const char *key, const char *body, size_t len)
     return 1;
 }
 
+/* One stdout line, "HEAD BODY", through the output thread (output.h): a
+ * reader that stops reading never stops the stand-in. */
+static void print_line(const char *head, const char *body, size_t len)
+{
+    char storage[1024];
+    struct buf line;
+    buf_init_on(&line, storage, sizeof storage);
+    buf_append_str(&line, head);
+    buf_append(&line, body, len);
+    buf_append(&line, "\n", 1);
+    output_line(OUTPUT_STDOUT, line.data, line.len);
+    buf_free(&line);
+}
+
 static void reply_message(struct http_exchange *x, int status, const char *msg)
 {
     char body[128];
@@ -137,8 +152,11 @@ static void put_result(struct http_request *req, void *ctx)
         failed_on_purpose++;
     uv_mutex_unlock(&lock);
     if (fail) {
-        if (!opt.quiet)
-            printf("failing %d %.*s\n", opt.fail_status, (int)req->body_len, req->body);
+        if (!opt.quiet) {
+            char head[32];
+            snprintf(head, sizeof head, "failing %d ", opt.fail_status);
+            print_line(head, req->body, req->body_len);
+        }
         reply_message(req->x, opt.fail_status, "Failing on purpose (--fail)");
         return;
     }
@@ -169,7 +187,7 @@ static void put_result(struct http_request *req, void *ctx)
         duplicates++;
     uv_mutex_unlock(&lock);
     if (!opt.quiet)
-        printf("result %.*s\n", (int)req->body_len, req->body);
+        print_line("result ", req->body, req->body_len);
     free(key);
     json_decref(root);
     static const char ok[] = "{\"status\":\"ok\"}";
@@ -294,12 +312,10 @@ static void run_loop(void *arg)
 
 static uv_async_t stop_h; /* a stop signal came (from the signal thread) */
 static _Atomic int signals;
-static uv_timer_t flush_h;
 
-static void on_flush(uv_timer_t *t)
+static void at_exit(void)
 {
-    (void)t;
-    fflush(stdout);
+    output_stop(OUTPUT_EXIT_WAIT_MS);
 }
 
 /* On the signal thread: the first stop signal stops the loops; a second
@@ -309,7 +325,7 @@ static void on_stop_signal(int signum, void *arg)
     (void)signum;
     (void)arg;
     if (atomic_fetch_add(&signals, 1) > 0) {
-        fflush(stdout);
+        output_flush(OUTPUT_EXIT_WAIT_MS);
         _exit(1);
     }
     uv_async_send(&stop_h);
@@ -321,7 +337,6 @@ static void on_stop_async(uv_async_t *a)
     for (int i = 0; i < opt.workers; i++)
         uv_async_send(&workers[i].stop);
     uv_close((uv_handle_t *)&stop_h, NULL);
-    uv_close((uv_handle_t *)&flush_h, NULL);
 }
 
 int main(int argc, char **argv)
@@ -343,8 +358,13 @@ int main(int argc, char **argv)
     util_nofile_raise(MAIN_MAX_CONNECTIONS * (unsigned long)opt.workers + 64);
     signal(SIGPIPE, SIG_IGN);
     util_stop_signals_block(); /* taken by the signal thread below: see util.h */
-    if (!isatty(STDOUT_FILENO))
-        setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    fflush(stdout);
+    rc = output_start(STDOUT_FILENO, STDERR_FILENO, LIMIT_OUTPUT_QUEUE_BYTES);
+    if (rc != 0) {
+        fprintf(stderr, "exchanged-main: cannot start the output thread: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    atexit(at_exit);
     uv_mutex_init(&lock);
     workers = xcalloc((size_t)opt.workers, sizeof *workers);
     int port = opt.port;
@@ -382,12 +402,9 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("event=listening address=http://%s:%d workers=%d", opt.host, port, opt.workers);
-    uv_timer_init(loop, &flush_h);
-    uv_timer_start(&flush_h, on_flush, 100, 100);
     uv_run(loop, UV_RUN_DEFAULT);
     for (int i = 0; i < opt.workers; i++)
         uv_thread_join(&workers[i].thread);
     util_stop_signals_end();
-    fflush(stdout);
-    return 0;
+    return 0; /* at_exit writes what is queued */
 }

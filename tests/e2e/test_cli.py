@@ -1,9 +1,12 @@
 """The command lines: --help, --version, refusals, the stand-in main service."""
+import fcntl
+import http.client
 import json
+import os
 import socket
 import subprocess
 
-from conftest import EXCHANGED, MAIN, SEED_BODY, request
+from conftest import EXCHANGED, MAIN, SEED_BODY, Lines, request
 
 
 def run(*args, env=None):
@@ -72,6 +75,37 @@ def test_second_service_on_a_port_refused(start_service):
     assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in r.stderr, r.stderr
     status, _, body = request(first.port, "GET", "/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_main_service_stand_in_with_a_stalled_stdout():
+    """The stand-in prints each result; with stdout a pipe nobody reads it went
+    on answering (its lines wait in the output queue, output.h). Before, it
+    stopped answering once ~64 KiB of lines had piled up."""
+    r, w = os.pipe()
+    fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ
+    p = subprocess.Popen([MAIN, "--port", "0", "--workers", "1"], stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    try:
+        err = Lines(p.stderr)
+        port = int(err.wait(r"event=listening address=http://[^ ]+:(\d+)")[0].group(1))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        n = 2000  # ~300 KB of "result ..." lines
+        for i in range(n):
+            body = json.dumps({"token": "MY_SECRET_TOKEN", "request_id": f"stall-{i}",
+                               "breakdown": [{"denomination_id": 1, "subtotal": 3775.0}] * 2})
+            c.request("PUT", "/api/exchange_result", body, {"Content-Type": "application/json"})
+            resp = c.getresponse()
+            resp.read()
+            assert resp.status == 200, i
+        stats = json.loads(request(port, "GET", "/api/stats")[2])
+        assert stats["distinct"] == n
+        p.terminate()
+        assert p.wait(15) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(r)
 
 
 def test_main_service_stand_in(main_service):

@@ -186,6 +186,8 @@ static void stop_threads(void)
 
 int output_start(int out_fd, int err_fd, size_t cap)
 {
+    if (atomic_load(&q.running))
+        return UV_EBUSY;
     memset(&q, 0, sizeof q);
     q.s[OUTPUT_STDOUT].fd = out_fd;
     q.s[OUTPUT_STDOUT].name = "stdout";

@@ -33,7 +33,8 @@ enum output_stream { OUTPUT_STDOUT = 0, OUTPUT_STDERR = 1 };
 
 /* Starts the output thread for out_fd (stdout's lines) and err_fd
  * (stderr's), each stream queueing at most cap bytes. Flush stdio first.
- * Returns 0, or a libuv error code (nothing started). */
+ * Returns 0, or a libuv error code (nothing started; UV_EBUSY when it runs
+ * already). */
 int output_start(int out_fd, int err_fd, size_t cap);
 
 /* Queues one line (text of len bytes, its newline included). Any thread. */

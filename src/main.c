@@ -14,7 +14,6 @@
 #include <uv.h>
 
 #include "config.h"
-#include "limits.h"
 #include "output.h"
 #include "util.h"
 #include "store/store.h"
@@ -51,18 +50,12 @@ static void fail(const char *fmt, ...)
     int n = snprintf(text, sizeof text, "exchanged: ");
     va_list ap;
     va_start(ap, fmt);
-    n += vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
+    n += vsnprintf(text + n, sizeof text - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    if (n > (int)sizeof text - 1)
-        n = (int)sizeof text - 1;
+    if (n > (int)sizeof text - 2)
+        n = (int)sizeof text - 2;
+    text[n++] = '\n';
     output_line(OUTPUT_STDERR, text, (size_t)n);
-}
-
-/* Every exit through exit() or a return from main: what is queued is
- * written, waiting at most OUTPUT_EXIT_WAIT_MS for a stalled reader. */
-static void at_exit(void)
-{
-    output_stop(OUTPUT_EXIT_WAIT_MS);
 }
 
 static void join_workers(void *arg)
@@ -144,16 +137,14 @@ int main(int argc, char **argv)
     util_stop_signals_block(); /* taken by the signal thread below: see util.h */
     /* From here on the lines go through the output thread (output.h): a
      * reader that stops reading never stops the service. Every return
-     * below writes what is queued first (at_exit). */
-    fflush(stdout);
-    rc = output_start(STDOUT_FILENO, STDERR_FILENO, LIMIT_OUTPUT_QUEUE_BYTES);
+     * below writes what is queued first (output_start_stdio's atexit). */
+    rc = output_start_stdio();
     if (rc != 0) {
         fprintf(stderr, "exchanged: cannot start the output thread: %s\n", uv_strerror(rc));
         return 1;
     }
-    atexit(at_exit);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-        fail("libcurl failed to initialise\n");
+        fail("libcurl failed to initialise");
         return 1;
     }
 
@@ -166,18 +157,18 @@ int main(int argc, char **argv)
                               cfg.retention_ms, 0, hold < 10000 ? hold : 10000, 0, 0};
     app.store = store_open(&sc, err, sizeof err);
     if (!app.store) {
-        fail("%s\n", err);
+        fail("%s", err);
         return 1;
     }
     app.workers = worker_set_new(&cfg, app.store, err, sizeof err);
     if (!app.workers) {
-        fail("%s\n", err);
+        fail("%s", err);
         store_close(app.store);
         return 1;
     }
     rc = worker_set_prepare(app.workers);
     if (rc != 0) {
-        fail("cannot start workers: %s\n", uv_strerror(rc));
+        fail("cannot start workers: %s", uv_strerror(rc));
         return 1;
     }
     struct recovered rec = {app.workers, {0}};
@@ -193,7 +184,7 @@ int main(int argc, char **argv)
                  " after it\"", ahead);
     rc = worker_set_run(app.workers);
     if (rc != 0) {
-        fail("cannot start workers: %s\n", uv_strerror(rc));
+        fail("cannot start workers: %s", uv_strerror(rc));
         return 1;
     }
     uv_loop_t *loop = uv_default_loop();
@@ -201,7 +192,7 @@ int main(int argc, char **argv)
     app.stop.data = &app;
     rc = util_stop_signals_wait(on_stop_signal, &app);
     if (rc != 0) {
-        fail("cannot start the signal thread: %s\n", uv_strerror(rc));
+        fail("cannot start the signal thread: %s", uv_strerror(rc));
         return 1;
     }
     /* "listening" once a stop signal is taken too: a supervisor (or a test)
@@ -224,5 +215,5 @@ int main(int argc, char **argv)
     curl_global_cleanup();
     util_stop_signals_end();
     log_info("event=stopped");
-    return 0; /* at_exit writes what is queued */
+    return 0; /* the atexit handler writes what is queued */
 }

@@ -7,11 +7,13 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "buf.h"
+#include "limits.h"
 #include "util.h"
 
 struct stream {
@@ -173,14 +175,19 @@ static void run(void *arg)
     buf_free(&taken);
 }
 
-static void stop_threads(void)
+/* Tells the threads to write what is queued and end; joins them, or when
+ * one is stuck in a write, lets them go (the process's exit ends them). */
+static void stop_threads(int join)
 {
     uv_mutex_lock(&q.lock);
     q.stopping = 1;
-    for (int i = 0; i < q.threads; i++)
+    for (int i = 0; i < q.threads; i++) {
         uv_cond_signal(&q.s[i].wake);
+        if (!join)
+            pthread_detach(q.s[i].thread); /* uv_thread_t is a pthread_t on Unix */
+    }
     uv_mutex_unlock(&q.lock);
-    for (int i = 0; i < q.threads; i++)
+    for (int i = 0; join && i < q.threads; i++)
         uv_thread_join(&q.s[i].thread);
 }
 
@@ -206,7 +213,7 @@ int output_start(int out_fd, int err_fd, size_t cap)
     for (; q.threads < 2; q.threads++) {
         buf_init(&q.s[q.threads].pending);
         if ((rc = uv_thread_create(&q.s[q.threads].thread, run, &q.s[q.threads])) != 0) {
-            stop_threads();
+            stop_threads(1);
             goto no_threads;
         }
     }
@@ -220,6 +227,23 @@ no_wake0:
     uv_cond_destroy(&q.progress);
 no_progress:
     uv_mutex_destroy(&q.lock);
+    return rc;
+}
+
+static void stop_at_exit(void)
+{
+    output_stop(OUTPUT_EXIT_WAIT_MS);
+}
+
+int output_start_stdio(void)
+{
+    static int registered;
+    fflush(stdout); /* what stdio holds goes before the queued lines */
+    int rc = output_start(STDOUT_FILENO, STDERR_FILENO, LIMIT_OUTPUT_QUEUE_BYTES);
+    if (rc == 0 && !registered) {
+        atexit(stop_at_exit);
+        registered = 1;
+    }
     return rc;
 }
 
@@ -267,17 +291,9 @@ void output_stop(uint64_t wait_ms)
         return;
     int flushed = output_flush(wait_ms) == 0;
     atomic_store(&q.running, 0);
-    if (!flushed) { /* a thread is stuck in a write: the exit ends it */
-        uv_mutex_lock(&q.lock);
-        q.stopping = 1;
-        for (int i = 0; i < q.threads; i++) {
-            uv_cond_signal(&q.s[i].wake);
-            pthread_detach(q.s[i].thread); /* uv_thread_t is a pthread_t on Unix */
-        }
-        uv_mutex_unlock(&q.lock);
-        return;
-    }
-    stop_threads();
+    stop_threads(flushed);
+    if (!flushed)
+        return; /* a thread is stuck in a write: its state stays for it */
     buf_free(&q.s[0].pending);
     buf_free(&q.s[1].pending);
     uv_cond_destroy(&q.s[1].wake);

@@ -37,6 +37,12 @@ enum output_stream { OUTPUT_STDOUT = 0, OUTPUT_STDERR = 1 };
  * already). */
 int output_start(int out_fd, int err_fd, size_t cap);
 
+/* output_start for the process's stdout and stderr, each queueing at most
+ * LIMIT_OUTPUT_QUEUE_BYTES, after flushing stdio; registers an atexit
+ * handler that runs output_stop(OUTPUT_EXIT_WAIT_MS), so a return from
+ * main or exit() writes what is queued first. Main thread, at start-up. */
+int output_start_stdio(void);
+
 /* Queues one line (text of len bytes, its newline included). Any thread. */
 void output_line(enum output_stream s, const char *text, size_t len);
 

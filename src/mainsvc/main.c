@@ -313,11 +313,6 @@ static void run_loop(void *arg)
 static uv_async_t stop_h; /* a stop signal came (from the signal thread) */
 static _Atomic int signals;
 
-static void at_exit(void)
-{
-    output_stop(OUTPUT_EXIT_WAIT_MS);
-}
-
 /* On the signal thread: the first stop signal stops the loops; a second
  * one ends the process at once. */
 static void on_stop_signal(int signum, void *arg)
@@ -358,13 +353,11 @@ int main(int argc, char **argv)
     util_nofile_raise(MAIN_MAX_CONNECTIONS * (unsigned long)opt.workers + 64);
     signal(SIGPIPE, SIG_IGN);
     util_stop_signals_block(); /* taken by the signal thread below: see util.h */
-    fflush(stdout);
-    rc = output_start(STDOUT_FILENO, STDERR_FILENO, LIMIT_OUTPUT_QUEUE_BYTES);
+    rc = output_start_stdio(); /* every return below writes what is queued first */
     if (rc != 0) {
         fprintf(stderr, "exchanged-main: cannot start the output thread: %s\n", uv_strerror(rc));
         return 1;
     }
-    atexit(at_exit);
     uv_mutex_init(&lock);
     workers = xcalloc((size_t)opt.workers, sizeof *workers);
     int port = opt.port;
@@ -406,5 +399,5 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.workers; i++)
         uv_thread_join(&workers[i].thread);
     util_stop_signals_end();
-    return 0; /* at_exit writes what is queued */
+    return 0; /* output_start_stdio's atexit handler writes what is queued */
 }

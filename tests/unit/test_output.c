@@ -66,13 +66,30 @@ static uint64_t warned_drops(int fd, struct buf *b, size_t cap, uint64_t want, i
     }
 }
 
+/* Two pipes, stdout's of 4 KiB when small (it fills at once when nobody
+ * reads it), and the output started on their write ends. */
+static void start_on_pipes(int out[2], int err[2], int small, size_t cap)
+{
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    if (small)
+        assert_int_equal(fcntl(out[1], F_SETPIPE_SZ, 4096), 4096);
+    assert_int_equal(output_start(out[1], err[1], cap), 0);
+}
+
+static void close_pipes(int out[2], int err[2])
+{
+    for (int i = 0; i < 2; i++) {
+        close(out[i]);
+        close(err[i]);
+    }
+}
+
 static void test_lines_in_order(void **state)
 {
     (void)state;
     int out[2], err[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    assert_int_equal(output_start(out[1], err[1], 1 << 20), 0);
+    start_on_pipes(out, err, 0, 1 << 20);
     struct buf want;
     buf_init(&want);
     for (int i = 0; i < 5000; i++) {
@@ -105,10 +122,7 @@ static void test_lines_in_order(void **state)
     buf_reset(&got_out);
     read_until(out[0], &got_out, 5, 1000);
     assert_string_equal(got_out.data, "last\n");
-    for (int i = 0; i < 2; i++) {
-        close(out[i]);
-        close(err[i]);
-    }
+    close_pipes(out, err);
     buf_free(&want);
     buf_free(&got_out);
     buf_free(&got_err);
@@ -121,11 +135,8 @@ static void test_stalled_reader(void **state)
 {
     (void)state;
     int out[2], err[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    fcntl(out[1], F_SETPIPE_SZ, 4096);
     size_t cap = 2 * OUTPUT_FLUSH_BYTES; /* the first 64 KiB go to the thread at once, and stick */
-    assert_int_equal(output_start(out[1], err[1], cap), 0);
+    start_on_pipes(out, err, 1, cap);
     char line[100];
     memset(line, 'x', sizeof line - 1);
     line[sizeof line - 1] = '\n';
@@ -162,10 +173,7 @@ static void test_stalled_reader(void **state)
     assert_int_equal(warned_drops(err[0], &got_err, cap, dropped, 5000), dropped);
     assert_int_equal(output_dropped(), dropped); /* the warning is not a drop */
     output_stop(5000);
-    for (int i = 0; i < 2; i++) {
-        close(out[i]);
-        close(err[i]);
-    }
+    close_pipes(out, err);
     buf_free(&got_out);
     buf_free(&got_err);
 }
@@ -177,9 +185,7 @@ static void test_reader_gone(void **state)
     (void)state;
     signal(SIGPIPE, SIG_IGN); /* as main.c does */
     int out[2], err[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    assert_int_equal(output_start(out[1], err[1], 1 << 20), 0);
+    start_on_pipes(out, err, 0, 1 << 20);
     assert_int_equal(output_dropped(), 0); /* counted from the start */
     close(out[0]);
     output_line(OUTPUT_STDOUT, "lost\n", 5);
@@ -199,16 +205,40 @@ static void test_reader_gone(void **state)
     buf_free(&got_err);
 }
 
+/* A stdout someone made non-blocking (a shared pipe, a parent's flags):
+ * a full pipe is waited on, not taken for a reader gone. */
+static void test_non_blocking_descriptor(void **state)
+{
+    (void)state;
+    int out[2], err[2];
+    start_on_pipes(out, err, 1, 1 << 20);
+    assert_int_equal(fcntl(out[1], F_SETFL, fcntl(out[1], F_GETFL) | O_NONBLOCK), 0);
+    struct buf want, got;
+    buf_init(&want);
+    buf_init(&got);
+    for (int i = 0; i < 2000; i++) { /* ~30 KB: the 4 KiB pipe fills many times */
+        char line[32];
+        int n = snprintf(line, sizeof line, "nb %d\n", i);
+        output_line(OUTPUT_STDOUT, line, (size_t)n);
+        buf_append(&want, line, (size_t)n);
+    }
+    read_until(out[0], &got, want.len, 10000);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.data, want.data, want.len);
+    assert_int_equal(output_dropped(), 0);
+    output_stop(5000);
+    close_pipes(out, err);
+    buf_free(&want);
+    buf_free(&got);
+}
+
 /* A reader that never reads again: flush and stop give up after their wait
  * (the exit is not held by it). Last: its stuck thread is let go at the end. */
 static void test_exit_wait_bounded(void **state)
 {
     (void)state;
     int out[2], err[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    fcntl(out[1], F_SETPIPE_SZ, 4096);
-    assert_int_equal(output_start(out[1], err[1], 1 << 20), 0);
+    start_on_pipes(out, err, 1, 1 << 20);
     char line[1000];
     memset(line, 'y', sizeof line - 1);
     line[sizeof line - 1] = '\n';
@@ -231,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_lines_in_order),
         cmocka_unit_test(test_stalled_reader),
         cmocka_unit_test(test_reader_gone),
+        cmocka_unit_test(test_non_blocking_descriptor),
         cmocka_unit_test(test_exit_wait_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,6 +28,8 @@ static struct http_exchange *pending[8];
 static int npending, answered_late, drained;
 static _Atomic int dispatched; /* requests handed to on_later, read by the test thread */
 static struct http_server *srv;
+static uv_async_t hold_async; /* see on_hold */
+static int hold_open;         /* hold_async is to be closed with the loop */
 
 static void on_later_timer(uv_timer_t *t)
 {
@@ -65,6 +67,9 @@ static void on_drained(void *arg)
     drained = 1;
     uv_close((uv_handle_t *)&stop_async, NULL);
     uv_close((uv_handle_t *)&later_timer, NULL);
+    if (hold_open)
+        uv_close((uv_handle_t *)&hold_async, NULL);
+    hold_open = 0;
 }
 
 static void on_stop(uv_async_t *a)
@@ -88,7 +93,8 @@ static void connect_fd(int fd)
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        fail_msg("connect to port %d: %s", port, strerror(errno));
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
@@ -188,6 +194,19 @@ static int ask_now(int fd)
 #define FD_CLIENTS 8
 #define FD_FREE 2 /* descriptors left for the server to accept with */
 
+/* Holds the loop thread until the test posts hold_sem: the clients connect
+ * (into the backlog) and the descriptors are used up while the server
+ * cannot accept, so no connect() runs at the limit and no accept races the
+ * test's filling. */
+static uv_sem_t held_sem, hold_sem;
+
+static void on_hold(uv_async_t *a)
+{
+    (void)a;
+    uv_sem_post(&held_sem);
+    uv_sem_wait(&hold_sem);
+}
+
 /* The process runs out of file descriptors with connections waiting: the
  * server accepts what it can, serves those, pauses accepting (a few failed
  * accepts, not a spin), and once descriptors are free again accepts and
@@ -197,21 +216,32 @@ static void test_out_of_descriptors(void **state)
     (void)state;
     uv_loop_init(&loop);
     uv_async_init(&loop, &stop_async, on_stop);
+    uv_async_init(&loop, &hold_async, on_hold);
+    hold_open = 1;
     uv_timer_init(&loop, &later_timer);
+    uv_sem_init(&held_sem, 0);
+    uv_sem_init(&hold_sem, 0);
     srv = loopsrv_start(&loop, routes, NULL, &port);
     struct http_counters *counters = &loopsrv_counters;
     uint64_t failures0 = atomic_load(&counters->accept_failures);
     uv_thread_create(&thread, loop_thread, NULL);
 
     /* one connection first: libuv keeps a spare descriptor per loop from
-     * its first stream on */
+     * its first stream on; it is closed on both sides before the hold */
     int warm = connect_to();
     assert_true(ask_now(warm));
     close(warm);
+    for (int i = 0; i < 500 && atomic_load(&counters->connections_open) != 0; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&counters->connections_open), 0);
 
+    uv_async_send(&hold_async);
+    uv_sem_wait(&held_sem);
     int cl[FD_CLIENTS];
-    for (int i = 0; i < FD_CLIENTS; i++)
+    for (int i = 0; i < FD_CLIENTS; i++) {
         assert_true((cl[i] = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+        connect_fd(cl[i]);
+    }
 
     /* the limit at the highest descriptor open, every lower one taken,
      * then FD_FREE given back */
@@ -229,12 +259,13 @@ static void test_out_of_descriptors(void **state)
     assert_int_equal(errno, EMFILE);
     for (int i = 0; i < FD_FREE; i++)
         close(fill[--nfill]);
+    uv_sem_post(&hold_sem);
 
-    for (int i = 0; i < FD_CLIENTS; i++)
-        connect_fd(cl[i]);
-    /* the first FD_FREE are served while the others wait */
+    /* the first FD_FREE (the backlog is first in, first out) are served
+     * while the others wait */
     for (int i = 0; i < FD_FREE; i++)
         assert_true(ask_now(cl[i]));
+    assert_int_equal(atomic_load(&counters->connections_open), FD_FREE);
     for (int i = 0; i < 100 && atomic_load(&counters->accept_failures) == failures0; i++)
         usleep(10000);
     usleep(300000);
@@ -255,6 +286,8 @@ static void test_out_of_descriptors(void **state)
     uv_async_send(&stop_async);
     uv_thread_join(&thread);
     assert_int_equal(uv_loop_close(&loop), 0);
+    uv_sem_destroy(&held_sem);
+    uv_sem_destroy(&hold_sem);
 }
 
 static void test_status_text(void **state)

@@ -102,6 +102,8 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     char err[512];
+    if (util_stdio_open() != 0)
+        return 1; /* no /dev/null, or no descriptor: nowhere to say so */
     int rc = config_load(&cfg, argc, argv, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "exchanged: %s\n", err);

@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "output.h"
 
@@ -151,6 +154,22 @@ int util_stop_signals_wait(void (*cb)(int signum, void *arg), void *arg)
     if (rc != 0) {
         free(w);
         return -rc;
+    }
+    return 0;
+}
+
+int util_stdio_open(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        int got = open("/dev/null", O_RDWR); /* the lowest closed: fd */
+        if (got < 0)
+            return -errno;
+        if (got != fd) { /* cannot happen: every lower one is open */
+            close(got);
+            return -EBADF;
+        }
     }
     return 0;
 }

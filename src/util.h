@@ -42,6 +42,13 @@ uint64_t util_now_ms(void);
 /* Milliseconds since the epoch (the wall clock: stored times, task ids). */
 uint64_t util_wall_ms(void);
 
+/* Opens /dev/null on each of descriptors 0, 1 and 2 that is closed, so that
+ * no socket, epoll or database descriptor opened later lands there: a
+ * program started with stdout closed (`>&-`) would otherwise print its lines
+ * into whatever took descriptor 1, and libuv aborts when it closes a handle
+ * on 0-2. First thing in main. 0 or -errno. */
+int util_stdio_open(void);
+
 /* Raises the soft open-files limit (RLIMIT_NOFILE) to want if it is lower,
  * as far as the hard limit allows; returns the soft limit now in effect
  * (ULONG_MAX when unlimited or unknown). */

@@ -337,6 +337,8 @@ static void on_stop_async(uv_async_t *a)
 int main(int argc, char **argv)
 {
     char err[256];
+    if (util_stdio_open() != 0)
+        return 1; /* no /dev/null, or no descriptor: nowhere to say so */
     int rc = opts_parse(table, argc, argv, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "exchanged-main: %s\n", err);

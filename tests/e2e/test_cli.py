@@ -108,6 +108,48 @@ def test_main_service_stand_in_with_a_stalled_stdout():
         os.close(r)
 
 
+def start_closed_stdio(argv):
+    """Starts argv with stdin and stdout closed (`<&- >&-`), stderr a pipe;
+    returns (Popen, its stderr Lines, its port)."""
+    p = subprocess.Popen(["sh", "-c", 'exec "$0" "$@" <&- >&-', *argv],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    err = Lines(p.stderr)
+    port = int(err.wait(r"event=listening address=http://[^ ]+:(\d+)")[0].group(1))
+    return p, err, port
+
+
+def test_started_with_stdin_and_stdout_closed():
+    """Both programs open /dev/null on a closed descriptor 0-2 first: with stdout
+    closed, the stand-in's epoll descriptor took 1; its result lines went there
+    (EINVAL) and libuv aborted at the stop on closing a descriptor under 3."""
+    procs = []
+    try:
+        main, _, main_port = start_closed_stdio([MAIN, "--port", "0", "--workers", "1"])
+        procs.append(main)
+        svc, svc_err, port = start_closed_stdio(
+            [EXCHANGED, "--port", "0", "--workers", "1", "--store", "memory",
+             "--latency", "0-0", "--log-level", "debug",
+             "--main-service-url", f"http://127.0.0.1:{main_port}"])
+        procs.append(svc)
+        for p in procs:
+            for fd in (0, 1):
+                assert os.readlink(f"/proc/{p.pid}/fd/{fd}") == "/dev/null", (p.args, fd)
+        body = dict(SEED_BODY, request_id="closed-stdio")
+        assert request(port, "POST", "/api/exchange_async", body)[0] == 200
+        svc_err.wait(r"event=callback_delivered .*request_id=\"closed-stdio\" status=200")
+        status, _, got = request(main_port, "GET", "/api/exchange_result/closed-stdio")
+        assert status == 200 and json.loads(got)["request_id"] == "closed-stdio"
+        for p in reversed(procs):
+            p.terminate()
+            assert p.wait(15) == 0, p.args
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_main_service_stand_in(main_service):
     good = {"token": "MY_SECRET_TOKEN", "request_id": 7, "breakdown": []}
     status, _, body = request(main_service.port, "PUT", "/api/exchange_result",

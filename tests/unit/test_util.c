@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "../../src/util.h"
@@ -49,9 +52,49 @@ static void test_nofile_raise(void **state)
     assert_int_equal(rl.rlim_cur, 256);
 }
 
+/* A closed descriptor 0-2 gets /dev/null; an open one is left as it is. */
+static int is_dev_null(int fd)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat("/dev/null", &b) == 0 && a.st_rdev == b.st_rdev &&
+           S_ISCHR(a.st_mode);
+}
+
+static void test_stdio_open(void **state)
+{
+    (void)state;
+    int in = dup(0), out = dup(1);
+    assert_true(in > 2 && out > 2);
+    int lowest = open("/dev/null", O_RDONLY); /* the lowest free above 0-2 */
+    assert_true(lowest > 2);
+    close(lowest);
+    struct stat err_was, err_now;
+    assert_int_equal(fstat(2, &err_was), 0);
+    close(0);
+    close(1);
+    int rc = util_stdio_open();
+    int null0 = is_dev_null(0), null1 = is_dev_null(1);
+    int rc_again = util_stdio_open(); /* all open: nothing opened */
+    int next = open("/dev/null", O_RDONLY);
+    /* stdout back before any assertion prints */
+    dup2(in, 0);
+    dup2(out, 1);
+    close(in);
+    close(out);
+    if (next >= 0)
+        close(next);
+    assert_int_equal(rc, 0);
+    assert_true(null0 && null1);
+    assert_int_equal(rc_again, 0);
+    assert_int_equal(next, lowest); /* nothing else was opened */
+    assert_int_equal(fstat(2, &err_now), 0);
+    assert_true(err_now.st_ino == err_was.st_ino && err_now.st_dev == err_was.st_dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_util),
+                                       cmocka_unit_test(test_stdio_open),
                                        cmocka_unit_test(test_nofile_raise)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

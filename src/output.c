@@ -25,6 +25,8 @@ struct stream {
     uint64_t done;      /* bytes ever written, or discarded once broken */
     uint64_t dropped;   /* lines dropped since the last warning about it */
     int broken;         /* a write failed for good: drop from now on */
+    int failing;        /* the last write failed otherwise (a full disk): retried */
+    uint64_t lost;      /* lines lost to failed writes while failing */
     int sleeping, exited;
     uv_cond_t wake;     /* its thread: something to write, or stop */
     uv_thread_t thread; /* one per stream: a stalled stdout never holds the log back */
@@ -67,6 +69,15 @@ static int write_all(int fd, const char *data, size_t len)
         }
     }
     return 0;
+}
+
+/* A write error that no later write gets past: the reader is gone (EPIPE),
+ * or the descriptor takes no writes (closed, or not a file: EBADF, EINVAL).
+ * Others (a full disk: ENOSPC, EDQUOT, EFBIG; EIO) may pass, and are
+ * retried with the next batch. */
+static int gone_for_good(int err)
+{
+    return err == EPIPE || err == EBADF || err == EINVAL;
 }
 
 static uint64_t count_lines(const struct buf *b)
@@ -151,7 +162,7 @@ static void run(void *arg)
         int err = write_all(st->fd, taken.data, taken.len);
         uv_mutex_lock(&q.lock);
         st->done += taken.len;
-        if (err) { /* this batch's lines and the queued ones are lost: counted */
+        if (err && gone_for_good(err)) { /* this batch's lines and the queued ones are lost */
             uint64_t lost = count_lines(&taken) + count_lines(&st->pending);
             atomic_fetch_add_explicit(&q.dropped_total, lost, memory_order_relaxed);
             st->broken = 1;
@@ -160,6 +171,19 @@ static void run(void *arg)
             if (st == &q.s[OUTPUT_STDOUT])
                 note(__LINE__, "event=output_closed stream=%s error=\"%s\": its lines are dropped "
                      "from now on (output_dropped in /health)", st->name, strerror(err));
+        } else if (err) { /* this batch is lost; the next is tried as usual */
+            uint64_t lost = count_lines(&taken);
+            atomic_fetch_add_explicit(&q.dropped_total, lost, memory_order_relaxed);
+            st->lost += lost + dropped; /* with those the full queue dropped */
+            if (!st->failing)
+                note(__LINE__, "event=output_failed stream=%s error=\"%s\": its lines are dropped "
+                     "until a write succeeds (output_dropped in /health)", st->name, strerror(err));
+            st->failing = 1;
+        } else if (st->failing) {
+            note(__LINE__, "event=output_recovered stream=%s lines_lost=%" PRIu64, st->name,
+                 st->lost + dropped);
+            st->failing = 0;
+            st->lost = 0;
         } else if (dropped) {
             note(__LINE__, "event=output_dropped stream=%s lines=%" PRIu64 " queue_bytes=%zu: "
                  "its reader fell behind; those lines are lost", st->name, dropped, q.cap);

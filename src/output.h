@@ -7,7 +7,9 @@
  * writes what is queued. A reader that stops reading (a pipe nobody
  * drains, a stalled log collector) blocks that thread alone; past the
  * queue's cap the lines are dropped and counted (output_dropped), and once
- * the stream moves again a warning says how many went missing. Before
+ * the stream moves again a warning says how many went missing. A reader
+ * gone (EPIPE) ends its stream's writes; a write that fails otherwise (a
+ * full disk) loses that batch only, and is said once until one succeeds. Before
  * these, a full stdout pipe stopped every worker inside printf, and the
  * service answered nothing, not even SIGTERM.
  *
@@ -55,8 +57,8 @@ int output_flush(uint64_t wait_ms);
  * stuck in a write is left to the process's exit. */
 void output_stop(uint64_t wait_ms);
 
-/* Lines dropped so far, both streams: the queue was full, or the stream
- * was closed by its reader. */
+/* Lines dropped so far, both streams: the queue was full, the stream was
+ * closed by its reader, or a write failed. */
 uint64_t output_dropped(void);
 
 /* Bytes queued and not yet taken for writing, both streams (0 when not

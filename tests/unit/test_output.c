@@ -205,6 +205,54 @@ static void test_reader_gone(void **state)
     buf_free(&got_err);
 }
 
+/* A write that fails with an error a later write may get past (a full
+ * disk: /dev/full's ENOSPC): that batch is lost and counted, said once, and
+ * the stream goes on once a write succeeds. Before, the first such error
+ * dropped the stream's lines until a restart. */
+static void test_write_fails_then_recovers(void **state)
+{
+    (void)state;
+    int out[2], err[2];
+    start_on_pipes(out, err, 0, 1 << 20);
+    uint64_t dropped0 = output_dropped();
+    int full = open("/dev/full", O_WRONLY);
+    assert_true(full >= 0);
+    int pipe_end = dup(out[1]);
+    assert_int_equal(dup2(full, out[1]), out[1]); /* the thread's fd: now a full disk */
+    struct buf got_err, got;
+    buf_init(&got_err);
+    buf_init(&got);
+    for (int round = 0; round < 3; round++) {
+        output_line(OUTPUT_STDOUT, "lost 1\nlost 2\n", 14);
+        assert_int_equal(output_flush(5000), 0);
+    }
+    assert_true(read_until_text(err[0], &got_err,
+                                "event=output_failed stream=stdout error=\"No space left on device\"",
+                                5000));
+    assert_int_equal(output_dropped() - dropped0, 6);
+    log_warn("event=still_logging");
+    assert_true(read_until_text(err[0], &got_err, "event=still_logging\n", 5000));
+
+    assert_int_equal(dup2(pipe_end, out[1]), out[1]); /* space again */
+    output_line(OUTPUT_STDOUT, "back\n", 5);
+    assert_int_equal(output_flush(5000), 0);
+    read_until(out[0], &got, 5, 5000);
+    assert_int_equal(got.len, 5);
+    assert_memory_equal(got.data, "back\n", 5);
+    assert_true(read_until_text(err[0], &got_err,
+                                "event=output_recovered stream=stdout lines_lost=6\n", 5000));
+    /* said once each */
+    const char *p = strstr(got_err.data, "event=output_failed");
+    assert_null(strstr(p + 1, "event=output_failed"));
+    assert_int_equal(output_dropped() - dropped0, 6);
+    output_stop(5000);
+    close_pipes(out, err);
+    close(full);
+    close(pipe_end);
+    buf_free(&got_err);
+    buf_free(&got);
+}
+
 /* A stdout someone made non-blocking (a shared pipe, a parent's flags):
  * a full pipe is waited on, not taken for a reader gone. */
 static void test_non_blocking_descriptor(void **state)
@@ -261,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_lines_in_order),
         cmocka_unit_test(test_stalled_reader),
         cmocka_unit_test(test_reader_gone),
+        cmocka_unit_test(test_write_fails_then_recovers),
         cmocka_unit_test(test_non_blocking_descriptor),
         cmocka_unit_test(test_exit_wait_bounded),
     };

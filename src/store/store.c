@@ -93,6 +93,8 @@ struct store {
         stat_held, stat_wal_frames, stat_cache_bytes;
     uint64_t wal_max_frames;
     _Atomic int fault_full;
+    uint64_t fails;          /* writer thread only: commits failed since the last that passed */
+    uint64_t fail_logged_ms; /* writer thread only: when the last of them was logged */
     _Atomic int file_moved; /* the database file was deleted or replaced: writes refused */
     /* ids cancelled by this process, for runners to drop */
     uv_mutex_t cancel_lock;
@@ -602,6 +604,24 @@ static int file_moved(struct store *s)
     return 1;
 }
 
+/* A commit failed (a full disk, mostly) and was rolled back; its
+ * operations are answered 503. Logged for the first failure and then at
+ * most once per COMMIT_FAIL_LOG_MS with the count (under load every batch
+ * fails while the disk is full: a line each would flood the log);
+ * store_commit_recovered says when a commit passes again. */
+#define COMMIT_FAIL_LOG_MS 1000
+static void commit_failed(struct store *s, const char *error)
+{
+    uint64_t now = util_now_ms();
+    s->fails++;
+    if (s->fails > 1 && now - s->fail_logged_ms < COMMIT_FAIL_LOG_MS)
+        return;
+    log_error("event=store_commit_failed error=\"%s\" failed_commits=%" PRIu64
+              ": the batch's requests are answered 503 until a commit passes",
+              error, s->fails);
+    s->fail_logged_ms = now;
+}
+
 /* Runs one batch in one transaction. */
 static void run_batch(struct store *s, struct op *ops)
 {
@@ -636,10 +656,9 @@ static void run_batch(struct store *s, struct op *ops)
                 _exit(70);
             }
             if (rc != SQLITE_READONLY_DBMOVED) /* said once, by file_moved */
-                log_error("event=store_commit_failed error=\"%s\"",
-                          rc == SQLITE_FULL && atomic_load(&s->fault_full)
-                              ? "database or disk is full (fault seam)"
-                              : sqlite3_errmsg(s->db));
+                commit_failed(s, rc == SQLITE_FULL && atomic_load(&s->fault_full)
+                                     ? "database or disk is full (fault seam)"
+                                     : sqlite3_errmsg(s->db));
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             delta = 0;
             for (struct op *op = ops; op; op = op->next)
@@ -647,6 +666,10 @@ static void run_batch(struct store *s, struct op *ops)
                     op->status = STORE_E_IO;
         } else {
             atomic_fetch_add(&s->stat_commits, 1);
+            if (s->fails) {
+                log_info("event=store_commit_recovered failed_commits=%" PRIu64, s->fails);
+                s->fails = 0;
+            }
         }
     }
     s->active = (uint64_t)((int64_t)s->active + delta);

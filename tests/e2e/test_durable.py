@@ -470,19 +470,33 @@ def test_full_disk_answers_503_and_recovers(tiny_fs, start_service, main_service
     except OSError:
         pass
     os.close(fd)
+    began = time.monotonic()
     statuses = [submit(svc, f"full-{i}")[0] for i in range(30)]
     assert 503 in statuses
     refused = [i for i, s in enumerate(statuses) if s == 503]
     first = refused[0]
     status, headers, body = submit(svc, f"full-{first}")
     assert status == 503 and headers["retry-after"] == "1"
+    full_for = time.monotonic() - began
     filler.unlink()  # space returns: acceptance resumes without a restart
     status, _, body = submit(svc, "after-full")
     assert status == 200
+    # the failures said at most once a second, with their count, and the end of them
+    n = int(svc.err.wait(r"event=store_commit_recovered failed_commits=(\d+)")[0].group(1))
+    assert n >= len(refused) + 1
+    logged = svc.err.count(r"event=store_commit_failed ")
+    assert 1 <= logged <= 1 + int(full_for), (logged, full_for)
     main_service.out.wait(r'^result .*"after-full"')
     accepted = [f"full-{i}" for i, s in enumerate(statuses) if s == 200]
     for rid in accepted + ["before-full"]:  # nothing acknowledged was lost
         main_service.out.wait(rf'^result .*"{rid}"')
+    # and the next start finds exactly those: the refused ones were not stored
+    assert svc.stop() == 0
+    again = start_service("--latency", "0-0", "--store", f"sqlite:{tiny_fs}/tasks.db")
+    status, _, data = request(again.port, "GET", "/api/tasks?limit=500")
+    assert status == 200
+    found = sorted(t["request_id"] for t in json.loads(data)["tasks"])
+    assert found == sorted(accepted + ["before-full", "after-full"])
 
 
 def test_older_database_is_upgraded_and_its_tasks_go_on(start_service, main_service, tmp_path):

@@ -195,6 +195,31 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
+/* A database of schema 0 is new to us: an empty file, or another
+ * program's (a mistyped --store). Its tables would get ours beside them and
+ * the file would be held open and locked: refused. 1 when it holds a
+ * table, view, index or trigger (err says which), else 0. */
+static int foreign_tables(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT type, name FROM sqlite_schema"
+                           " WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!' LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return 1;
+    }
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    if (found)
+        snprintf(err, errlen,
+                 "it holds another program's schema (%s \"%.64s\", and no exchanged version):"
+                 " give exchanged a database file of its own",
+                 (const char *)sqlite3_column_text(st, 0),
+                 (const char *)sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    return found;
+}
+
 static int migrate(sqlite3 *db, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
@@ -214,6 +239,8 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
                  version, SCHEMA_VERSION);
         return -1;
     }
+    if (version == 0 && foreign_tables(db, err, errlen))
+        return -1;
     for (int v = version; v < SCHEMA_VERSION; v++) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d;", v + 1);

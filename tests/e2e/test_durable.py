@@ -402,6 +402,25 @@ def test_unusable_database_is_refused_at_start(tmp_path):
         assert r.returncode != 0
 
 
+def test_another_programs_database_refused(tmp_path):
+    """--store pointed at another program's SQLite file (a typo) is refused, saying
+    why, and the file is left as it was: no tables of ours added, no lock kept."""
+    db = tmp_path / "shop.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
+    con.commit()
+    con.close()
+    r = subprocess.run([EXCHANGED, "--port", "0", "--store", f"sqlite:{db}"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert r.stderr == (f"exchanged: cannot use the database {db}: it holds another program's"
+                        ' schema (table "orders", and no exchanged version): give exchanged a'
+                        " database file of its own\n")
+    con = sqlite3.connect(db)
+    assert [n for (n,) in con.execute("SELECT name FROM sqlite_schema")] == ["orders"]
+    con.close()
+
+
 def test_a_database_serves_one_process(tmp_path, start_service, main_service):
     """A second exchanged on a database another one has open is refused at once, saying
     why, and the first goes on; so is a reader of another program while it runs. Once the

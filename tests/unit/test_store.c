@@ -1131,6 +1131,38 @@ static void test_unusable_paths(void **state)
     assert_string_equal(task_state_name(STATE_CANCELLED), "cancelled");
 }
 
+/* Another program's database (schema 0 with tables of its own: a mistyped
+ * --store) is refused and left as it is; an empty file is taken. */
+static void test_foreign_database_refused(void **state)
+{
+    (void)state;
+    unlink(path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE orders (id INTEGER PRIMARY KEY, total);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0};
+    char err[256];
+    assert_null(store_open(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "it holds another program's schema (table \"orders\""));
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM sqlite_schema", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "orders");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    unlink(path);
+    int fd = open(path, O_CREAT | O_WRONLY, 0644); /* empty: a new database */
+    assert_true(fd >= 0);
+    close(fd);
+    struct store *s = store_open(&cfg, err, sizeof err);
+    assert_non_null(s);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1153,6 +1185,7 @@ int main(void)
         cmocka_unit_test_teardown(test_checkpointer_not_started, close_each),
         cmocka_unit_test_teardown(test_catch_up_meets_a_running_checkpoint, close_each),
         cmocka_unit_test_teardown(test_unusable_paths, close_each),
+        cmocka_unit_test_teardown(test_foreign_database_refused, close_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "jsonw.h"
 #include "output.h"
 #include "util.h"
 #include "store/store.h"
@@ -201,11 +202,24 @@ int main(int argc, char **argv)
      * that waits for this line may stop the service at once */
     char host[300];
     snprintf(host, sizeof host, strchr(cfg.host, ':') ? "[%s]" : "%s", cfg.host);
+    /* a path with a space, quote or control character quoted, so that the
+     * line still splits into key=value pairs */
+    struct buf store;
+    buf_init(&store);
+    int plain = 1;
+    for (const char *c = cfg.store; *c; c++)
+        plain &= *c > ' ' && *c != '"' && *c != '\\' && *c != 0x7f;
+    if (plain)
+        buf_append_str(&store, cfg.store);
+    else
+        jsonw_string(&store, cfg.store, strlen(cfg.store), 0);
+    buf_append(&store, "", 1);
     log_info("event=listening address=http://%s:%d workers=%d latency=%.3g-%.3g "
              "sync_latency=%.3g main_service_url=%s store=%s store_sync=%s",
              host, worker_set_port(app.workers), cfg.workers,
              (double)cfg.latency_ms[0] / 1000, (double)cfg.latency_ms[1] / 1000,
-             (double)cfg.sync_latency_ms / 1000, cfg.main_service_url, cfg.store, cfg.store_sync);
+             (double)cfg.sync_latency_ms / 1000, cfg.main_service_url, store.data, cfg.store_sync);
+    buf_free(&store);
     uv_async_init(loop, &app.done, on_done);
     app.done.data = &app;
     uv_run(loop, UV_RUN_DEFAULT);

@@ -402,6 +402,17 @@ def test_unusable_database_is_refused_at_start(tmp_path):
         assert r.returncode != 0
 
 
+def test_database_path_with_spaces_and_quotes(start_service, tmp_path):
+    """A path with a space and a quote works, and the start line quotes it so that the
+    line still splits into key=value pairs."""
+    path = tmp_path / 'my "tasks" here.db'
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "600-600")
+    quoted = json.dumps(f"sqlite:{path}")
+    assert f"store={quoted} store_sync=full" in svc.err.text()
+    assert submit(svc, "spaced")[0] == 200
+    assert os.path.exists(path)
+
+
 def test_another_programs_database_refused(tmp_path):
     """--store pointed at another program's SQLite file (a typo) is refused, saying
     why, and the file is left as it was: no tables of ours added, no lock kept."""

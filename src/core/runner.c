@@ -263,7 +263,8 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         why = "not retryable";
     else if (t->attempts >= p->max_attempts)
         why = "attempts exhausted";
-    else if (now_wall + delay - t->created_ms > p->max_age_ms)
+    else if (now_wall + delay > t->created_ms && /* not when the clock went back since */
+             now_wall + delay - t->created_ms > p->max_age_ms)
         why = "too old";
     if (why) {
         ST_ADD(callbacks_failed, 1);
@@ -433,6 +434,10 @@ void runner_resume(struct runner *r, struct exchange *ex, const struct task_view
     t->pending = 0;
     uint64_t now_wall = util_wall_ms();
     uint64_t wait = v->next_attempt_ms > now_wall ? v->next_attempt_ms - now_wall : 0;
+    /* no stored wait is longer than the cap, but for a wall clock set back
+     * since it was stored: that task would wait for the clock to catch up */
+    if (wait > r->cfg.backoff.cap_ms)
+        wait = r->cfg.backoff.cap_ms;
     deadline_push(&r->heap, uv_now(r->loop) + wait, t, TAG_DELIVER);
     arm(r);
 }

@@ -861,9 +861,14 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
 {
     struct op *sub = NULL, *sub_tail = NULL, *other = NULL, *other_tail = NULL;
     size_t nsub = 0;
+    /* a task whose id is ahead of the wall clock (set back since: runner.c
+     * gives ids past the stored ones) has no age to wait for: not held, or
+     * its outcome would wait until the clock caught up (or 65,536 piled up) */
+    uint64_t wall = util_wall_ms();
     while (ops) {
         struct op *next = ops->next;
-        if (ops->kind == OP_UPDATE && ops->state >= STATE_SUCCEEDED && s->cfg.hold_ms)
+        if (ops->kind == OP_UPDATE && ops->state >= STATE_SUCCEEDED && s->cfg.hold_ms &&
+            (ops->id >> 20) <= wall)
             deadline_push(&s->held, ops->id >> 20, ops, (uint32_t)(ops->id & DEADLINE_TAG_MAX));
         else if (ops->kind == OP_UPDATE)
             append(&s->upd_head, &s->upd_tail, ops);

@@ -67,6 +67,47 @@ def test_ids_keep_increasing_when_the_clock_went_back(start_service, main_servic
     wait_state(svc, after, "succeeded")
 
 
+def retrying_then_clock_back(start_service, path, args, rid, column):
+    """A task left retrying (its main service down) in the database at path, then the
+    clock "set back" a day: the task's stored column moved a day ahead. Its id."""
+    dead = {"MAIN_SERVICE_URL": f"http://127.0.0.1:{free_port()}"}
+    svc = start_service("--store", f"sqlite:{path}", *args, env=dead)
+    tid = submit(svc, rid)[2]["task_id"]
+    wait_state(svc, tid, "retrying")
+    assert svc.stop() == 0
+    db = sqlite3.connect(path)
+    db.execute(f"UPDATE tasks SET {column} = {column} + 86400000")
+    db.commit()
+    db.close()
+    return tid
+
+
+def test_retry_waits_at_most_the_cap_when_the_clock_went_back(start_service, main_service,
+                                                                tmp_path):
+    """A retrying task's next attempt is stored as a wall-clock time; a clock set back
+    since must not hold it for that day. The next start waits at most --retry-cap."""
+    path = tmp_path / "retry.db"
+    args = ("--latency", "0-0", "--retry-cap", "2")
+    tid = retrying_then_clock_back(start_service, path, args, "later", "next_attempt_ms")
+    svc = start_service("--store", f"sqlite:{path}", *args)
+    svc.err.wait(r"event=recovered tasks=1 .*retrying=1")
+    main_service.out.wait(r'^result .*"later"', timeout=15)
+    wait_state(svc, tid, "succeeded")
+
+
+def test_retry_after_the_clock_went_back_is_not_too_old(start_service, tmp_path):
+    """A task accepted before the wall clock was set back is not "too old" at its next
+    failed attempt: its age is not negative, and an unsigned one wrapped around to fail
+    it at once."""
+    path = tmp_path / "age.db"
+    args = ("--latency", "0-0", "--retry-base", "0.1", "--retry-cap", "0.2")
+    tid = retrying_then_clock_back(start_service, path, args, "young", "created_ms")
+    svc = start_service("--store", f"sqlite:{path}", *args,
+                        env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{free_port()}"})
+    svc.err.wait(rf"event=callback_retry task={tid} ", count=2)
+    assert "callback_failed" not in svc.err.text()
+
+
 def test_database_deleted_while_running(start_service, main_service, tmp_path):
     """SQLite goes on writing to a database file deleted while open, where no restart
     would find it. The service checks before each commit, refuses new tasks (503), says

@@ -601,6 +601,19 @@ static void test_outcomes_released_when_due_or_quiet(void **state)
     wait_until(s, none_active);
     assert_int_equal(state_on_disk(ID(11)), STATE_SUCCEEDED);
     close_store(s);
+    /* ahead: a task id a day ahead of the wall clock (set back since), held
+     * for ten minutes, nothing quiet: not held at all (it had waited a day) */
+    unlink(path);
+    tune.hold_ms = 600000;
+    tune.quiet_ms = 600000;
+    s = open_store(100, 86400000);
+    uint64_t ahead = id_base + (86400000ull << 20);
+    assert_int_equal(submit(s, ahead, "\"a1\"", P1, NULL), STORE_OK);
+    struct store_change c4 = {ahead, STATE_SUCCEEDED, 1, 0, NULL, "[]", 1};
+    store_update(s, inbox, &c4);
+    wait_until(s, none_active);
+    assert_int_equal(state_on_disk(ahead), STATE_SUCCEEDED);
+    close_store(s);
     memset(&tune, 0, sizeof tune);
 }
 

@@ -100,15 +100,23 @@ uint64_t util_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* SIGHUP (the terminal closed) stops as SIGTERM does, unless it was
+ * ignored when the process started (nohup): set by util_stop_signals_block. */
+static int hup_stops;
+
 static void stop_signal_set(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
+    if (hup_stops)
+        sigaddset(set, SIGHUP);
 }
 
 void util_stop_signals_block(void)
 {
+    struct sigaction hup;
+    hup_stops = sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN;
     sigset_t set;
     stop_signal_set(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);

@@ -404,6 +404,31 @@ def test_grace_over_closes_what_is_left_and_stops_cleanly(start_service, main_se
     restart_delivers(start_service, main_service, store, "grace", ids)
 
 
+def test_hangup_stops_cleanly_unless_ignored(start_service, main_service, tmp_path):
+    """SIGHUP (the terminal closed) stops the service as SIGTERM does, a clean stop; it
+    ended the process at once before. Started under nohup (SIGHUP ignored), it stays
+    ignored: the SIGTERM after it is the one that stops."""
+    svc = start_service("--latency", "0-0")
+    assert submit(svc, "hup")[0] == 200
+    main_service.out.wait(r'^result .*"hup"')
+    svc.p.send_signal(signal.SIGHUP)
+    svc.err.wait(r"event=stopping signal=1$")
+    assert svc.p.wait(10) == 0
+    svc.err.wait(r"event=stopped")
+    p = Proc(["nohup", EXCHANGED, "--port", "0", "--store", "memory"])
+    try:
+        p.p.send_signal(signal.SIGHUP)
+        p.p.send_signal(signal.SIGTERM)
+        assert p.p.wait(10) == 0
+        p.err.wait(r"event=stopped")
+        assert p.err.count(r"event=stopping signal=15$") == 1
+        assert p.err.count(r"event=stopping") == 1
+    finally:
+        if p.p.poll() is None:
+            p.p.kill()
+            p.p.wait()
+
+
 def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_service,
                                                              tmp_path):
     store = f"sqlite:{tmp_path}/forced.db"

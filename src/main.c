@@ -47,16 +47,12 @@ static void on_recovered(void *arg, const struct task_view *v)
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
 {
-    char text[640];
-    int n = snprintf(text, sizeof text, "exchanged: ");
+    char text[640] = "exchanged: ";
     va_list ap;
     va_start(ap, fmt);
-    n += vsnprintf(text + n, sizeof text - (size_t)n - 1, fmt, ap);
+    size_t n = util_vline(text, sizeof text, strlen(text), fmt, ap);
     va_end(ap);
-    if (n > (int)sizeof text - 2)
-        n = (int)sizeof text - 2;
-    text[n++] = '\n';
-    output_line(OUTPUT_STDERR, text, (size_t)n);
+    output_line(OUTPUT_STDERR, text, n);
 }
 
 static void join_workers(void *arg)

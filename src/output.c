@@ -117,15 +117,12 @@ static void note(int line, const char *fmt, ...) __attribute__((format(printf, 2
 static void note(int line, const char *fmt, ...)
 {
     char text[320];
-    int n = snprintf(text, sizeof text, "WARN output.c:%d ", line);
+    int used = snprintf(text, sizeof text, "WARN output.c:%d ", line);
     va_list ap;
     va_start(ap, fmt);
-    n += vsnprintf(text + n, sizeof text - (size_t)n - 1, fmt, ap);
+    size_t n = util_vline(text, sizeof text, (size_t)used, fmt, ap);
     va_end(ap);
-    if (n > (int)sizeof text - 2)
-        n = (int)sizeof text - 2;
-    text[n++] = '\n';
-    enqueue(&q.s[OUTPUT_STDERR], text, (size_t)n);
+    enqueue(&q.s[OUTPUT_STDERR], text, n);
 }
 
 /* One stream's thread: waits for its lines to be due, writes them. */

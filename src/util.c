@@ -71,19 +71,24 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
     static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
     if (level < min_level)
         return;
-    char msg[1024];
+    const char *base = strrchr(file, '/');
+    char text[1152];
+    int used = snprintf(text, 128, "%s %s:%d ", names[level], base ? base + 1 : file, line);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = util_vline(text, sizeof text, used < 128 ? (size_t)used : 127, fmt, ap);
     va_end(ap);
-    const char *base = strrchr(file, '/');
-    char text[sizeof msg + 128];
-    int n = snprintf(text, sizeof text, "%s %s:%d %s\n", names[level], base ? base + 1 : file, line, msg);
-    if (n >= (int)sizeof text) {
-        n = (int)sizeof text - 1;
-        text[n - 1] = '\n';
-    }
-    output_line(OUTPUT_STDERR, text, (size_t)n);
+    output_line(OUTPUT_STDERR, text, n);
+}
+
+size_t util_vline(char *text, size_t cap, size_t used, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(text + used, cap - used - 1, fmt, ap); /* room left for the newline */
+    size_t len = used + (n > 0 ? (size_t)n : 0);
+    if (len > cap - 2)
+        len = cap - 2;
+    text[len++] = '\n';
+    return len;
 }
 
 uint64_t util_wall_ms(void)
@@ -171,13 +176,8 @@ int util_stdio_open(void)
     for (int fd = 0; fd <= 2; fd++) {
         if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
             continue;
-        int got = open("/dev/null", O_RDWR); /* the lowest closed: fd */
-        if (got < 0)
+        if (open("/dev/null", O_RDWR) < 0) /* the lowest closed: fd, every lower one open */
             return -errno;
-        if (got != fd) { /* cannot happen: every lower one is open */
-            close(got);
-            return -EBADF;
-        }
     }
     return 0;
 }

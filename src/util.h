@@ -14,6 +14,7 @@
 #ifndef EXCHANGED_UTIL_H
 #define EXCHANGED_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,12 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 #define log_info(...) log_write(LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 #define log_warn(...) log_write(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
 #define log_error(...) log_write(LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+
+/* Formats fmt after the used bytes already in text (a prefix) as one line
+ * of at most cap - 1 bytes: the message cut short to fit, a newline at the
+ * end, no NUL. Returns the line's length. For log_write and the lines that
+ * cannot go through it (output.c's own notes, under its lock). */
+size_t util_vline(char *text, size_t cap, size_t used, const char *fmt, va_list ap);
 
 /* Milliseconds on a monotonic clock. */
 uint64_t util_now_ms(void);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/resource.h>
@@ -60,6 +61,28 @@ static int is_dev_null(int fd)
            S_ISCHR(a.st_mode);
 }
 
+static size_t vline(char *text, size_t cap, size_t used, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = util_vline(text, cap, used, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+/* One line after a prefix, a newline at its end; cut short to fit. */
+static void test_vline(void **state)
+{
+    (void)state;
+    char text[16] = "P: ";
+    assert_int_equal(vline(text, sizeof text, 3, "%d ok", 42), 9);
+    assert_memory_equal(text, "P: 42 ok\n", 9);
+    assert_int_equal(vline(text, sizeof text, 3, "%s", "0123456789abcdef"), 15);
+    assert_memory_equal(text, "P: 0123456789a\n", 15); /* cap - 1 bytes, the newline kept */
+    assert_int_equal(vline(text, sizeof text, 3, "%s", ""), 4);
+    assert_memory_equal(text, "P: \n", 4);
+}
+
 static void test_stdio_open(void **state)
 {
     (void)state;
@@ -89,11 +112,26 @@ static void test_stdio_open(void **state)
     assert_int_equal(next, lowest); /* nothing else was opened */
     assert_int_equal(fstat(2, &err_now), 0);
     assert_true(err_now.st_ino == err_was.st_ino && err_now.st_dev == err_was.st_dev);
+
+    /* no descriptor to open /dev/null on: said, not hidden (main exits 1) */
+    struct rlimit was, one;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    out = dup(1);
+    close(1);
+    one = was;
+    one.rlim_cur = 1; /* 0 open, 1 would be past the limit */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &one), 0);
+    rc = util_stdio_open();
+    setrlimit(RLIMIT_NOFILE, &was);
+    dup2(out, 1);
+    close(out);
+    assert_int_equal(rc, -EMFILE);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_util),
+                                       cmocka_unit_test(test_vline),
                                        cmocka_unit_test(test_stdio_open),
                                        cmocka_unit_test(test_nofile_raise)};
     return cmocka_run_group_tests(tests, NULL, NULL);

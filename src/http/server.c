@@ -124,6 +124,7 @@ struct http_server {
     int accept_failing;          /* an accept failed: until accept_retry fires */
     uint64_t accept_warned_ms;   /* when the last accept failure was logged */
     uint64_t accept_unlogged;    /* accept failures since then, not logged */
+    _Atomic int accept_fault;    /* test seam: every accept fails with this errno */
     int stopping;
     void (*drained_cb)(void *arg);
     void *drained_arg;
@@ -1082,7 +1083,9 @@ static void server_accept(struct http_server *srv)
             uv_poll_stop(&srv->listener);
             return;
         }
-        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fault = atomic_load_explicit(&srv->accept_fault, memory_order_relaxed);
+        int fd = fault ? (errno = fault, -1)
+                       : accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -1108,6 +1111,11 @@ static void on_accept_retry(uv_timer_t *t)
     struct http_server *srv = t->data;
     srv->accept_failing = 0;
     accept_resume(srv);
+}
+
+void http_server_fault_accept(struct http_server *srv, int err)
+{
+    atomic_store_explicit(&srv->accept_fault, err, memory_order_relaxed);
 }
 
 int http_server_adopt(struct http_server *srv, int fd)

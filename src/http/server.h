@@ -91,6 +91,11 @@ struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_s
  * fd. Returns 0 or a libuv error. */
 int http_server_adopt(struct http_server *srv, int fd);
 
+/* Test seam: while err is not 0, every accept fails with errno err (as
+ * EMFILE would, out of file descriptors) and the connections wait in the
+ * backlog. Callable from any thread. */
+void http_server_fault_accept(struct http_server *srv, int err);
+
 /* Stops accepting; idle connections close now, the others after the
  * answers under way are written. drained_cb runs once when no connection
  * is left; the server is freed after it returns. */

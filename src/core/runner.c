@@ -23,7 +23,9 @@ struct task {
     struct exchange *ex;        /* owned */
     struct http_exchange *reply; /* sync: where the answer goes */
     uint64_t id;
-    uint64_t created_ms;        /* wall clock, for the retry age limit */
+    int64_t born_ms;            /* loop time its age counts from, for the retry age limit:
+                                   its start in this run; for a task resumed, the resume
+                                   less its age by the wall clock then (see runner_resume) */
     uint64_t delivering_ms;     /* computed at (wall clock), not yet written; 0 once written */
     uint32_t pending;           /* its bills' heap entries not yet due */
     uint16_t attempts;          /* callback attempts made */
@@ -263,9 +265,9 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         why = "not retryable";
     else if (t->attempts >= p->max_attempts)
         why = "attempts exhausted";
-    else if (now_wall + delay > t->created_ms && /* not when the clock went back since */
-             now_wall + delay - t->created_ms > p->max_age_ms)
-        why = "too old";
+    else if ((int64_t)(uv_now(r->loop) + delay) - t->born_ms > (int64_t)p->max_age_ms)
+        why = "too old"; /* on the loop's monotonic clock: a wall clock set forward or
+                            back while running changes no task's age */
     if (why) {
         ST_ADD(callbacks_failed, 1);
         log_warn("event=callback_failed task=%s request_id=%s attempts=%u status=%ld "
@@ -379,7 +381,7 @@ static struct task *task_new(struct runner *r, struct exchange *ex, enum task_ki
     t->ex = ex;
     t->reply = NULL;
     t->id = id;
-    t->created_ms = util_wall_ms();
+    t->born_ms = (int64_t)uv_now(r->loop);
     t->pending = ex->nbills;
     t->attempts = 0;
     t->delivering_ms = 0;
@@ -424,7 +426,11 @@ void runner_resume(struct runner *r, struct exchange *ex, const struct task_view
         return;
     }
     struct task *t = task_new(r, ex, TASK_ASYNC, v->id);
-    t->created_ms = v->created_ms;
+    /* its age so far by the wall clock (the time the service was down counts);
+     * below 0 (the clock set back since it was stored) as 0 */
+    uint64_t now_wall = util_wall_ms();
+    t->born_ms = (int64_t)uv_now(r->loop) -
+                 (int64_t)(now_wall > v->created_ms ? now_wall - v->created_ms : 0);
     t->attempts = (uint16_t)(v->attempts > 65535 ? 65535 : v->attempts);
     ST_ADD(tasks_in_flight, 1);
     if (v->state == STATE_QUEUED || v->state == STATE_RUNNING) {
@@ -432,7 +438,6 @@ void runner_resume(struct runner *r, struct exchange *ex, const struct task_view
         return;
     }
     t->pending = 0;
-    uint64_t now_wall = util_wall_ms();
     uint64_t wait = v->next_attempt_ms > now_wall ? v->next_attempt_ms - now_wall : 0;
     /* no stored wait is longer than the cap, but for a wall clock set back
      * since it was stored: that task would wait for the clock to catch up */

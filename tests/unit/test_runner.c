@@ -1,17 +1,33 @@
 /* runner: an async task's callback body, byte for byte; ids unique and
- * time-ordered; shutdown drops waiting tasks and closes cleanly. */
+ * time-ordered; a task's age for the retry limit, whatever the wall clock
+ * does; shutdown drops waiting tasks and closes cleanly. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <http_parser.h>
 
 #include "../../src/core/runner.h"
+#include "../../src/util.h"
 #include "loopsrv.h"
+
+/* The wall clock as the code under test sees it (-Wl,--wrap=clock_gettime):
+ * CLOCK_REALTIME moved by wall_offset_s; the monotonic clocks as they are. */
+static _Atomic long wall_offset_s; /* the store's writer thread reads it too */
+int __real_clock_gettime(clockid_t clock, struct timespec *ts);
+int __wrap_clock_gettime(clockid_t clock, struct timespec *ts)
+{
+    int rc = __real_clock_gettime(clock, ts);
+    if (rc == 0 && clock == CLOCK_REALTIME)
+        ts->tv_sec += atomic_load(&wall_offset_s);
+    return rc;
+}
 
 static char got[1024];
 static int received;
@@ -64,23 +80,25 @@ static struct store *memory_store(void)
     return s;
 }
 
+static const struct backoff_policy default_backoff = {1000, 60000, 5, 3600000};
+
 /* A runner of worker worker_id delivering to the port, its delivery in dlv. */
 static struct runner *new_runner(uv_loop_t *loop, struct runner_counters *counters, uint64_t lat,
-                                 int port, int worker_id, struct store *st)
+                                 int port, int worker_id, struct store *st,
+                                 const struct backoff_policy *backoff)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/api/exchange_result", port);
     struct delivery_config dc = {url, 4, 2000, 5000, NULL, 0, NULL};
     dlv = delivery_new(loop, &dc);
-    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, worker_id, st,
-                               {1000, 60000, 5, 3600000}, NULL};
+    struct runner_config rc = {counters, lat, lat, 0, "tok\"en", 0, worker_id, st, *backoff, NULL};
     return runner_new(loop, &rc, dlv);
 }
 
 static void setup(uv_loop_t *loop, struct runner_counters *counters, uint64_t lat, int port)
 {
     store = memory_store();
-    run = new_runner(loop, counters, lat, port, 3, store);
+    run = new_runner(loop, counters, lat, port, 3, store, &default_backoff);
 }
 
 static void test_callback_body(void **state)
@@ -139,7 +157,7 @@ static void test_ids_increase_across_workers(void **state)
     struct store *st = memory_store();
     struct runner *w[2];
     for (int i = 0; i < 2; i++)
-        w[i] = new_runner(&loop, &counters, 0, 1, i + 1, st);
+        w[i] = new_runner(&loop, &counters, 0, 1, i + 1, st, &default_backoff);
     uint64_t last = 0;
     for (int i = 0; i < 5000; i++) {
         uint64_t id = runner_new_id(w[0]);
@@ -167,6 +185,106 @@ static void test_ids_increase_across_workers(void **state)
     store_close(st);
 }
 
+/* ---- the retry age limit and the wall clock ---- */
+
+static int puts_of[4]; /* PUTs per request_id 1..3 */
+static struct runner_counters age_counters;
+static uv_timer_t age_give_up;
+
+static void on_put_busy(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    char text[512];
+    snprintf(text, sizeof text, "%.*s", (int)req->body_len, req->body);
+    const char *rid = strstr(text, "\"request_id\": ");
+    assert_non_null(rid);
+    int n = rid[14] - '0';
+    assert_in_range(n, 1, 3);
+    puts_of[n]++;
+    http_reply(req->x, 503, "{}", 2, NULL); /* retryable */
+}
+
+static const struct route busy_routes[] = {{HTTP_PUT, "/api/exchange_result", on_put_busy, 0},
+                                           {0}};
+
+static void age_done(void)
+{
+    uv_check_stop(&check);
+    uv_close((uv_handle_t *)&check, NULL);
+    uv_close((uv_handle_t *)&age_give_up, NULL);
+    runner_close(run, on_runner_closed, NULL);
+    http_server_stop(srv, closed_noop, NULL);
+}
+
+static void on_age_give_up(uv_timer_t *t)
+{
+    (void)t;
+    age_done();
+}
+
+/* Once tasks 1 and 2 have failed an attempt, the wall clock jumps two hours
+ * ahead (an NTP step at a boot whose clock was behind); done when each has
+ * failed four times, or two tasks have failed for good. */
+static void on_age_check(uv_check_t *c)
+{
+    (void)c;
+    if (!wall_offset_s && puts_of[1] >= 1 && puts_of[2] >= 1)
+        wall_offset_s = 2 * 3600;
+    if ((puts_of[1] >= 4 && puts_of[2] >= 4 && age_counters.callbacks_failed >= 1) ||
+        age_counters.callbacks_failed >= 2)
+        age_done();
+}
+
+/* The age limit (an hour here) counts on the monotonic clock while running:
+ * a wall clock set forward two hours fails neither a task started in this
+ * run (1) nor one resumed at 30 minutes old (2); a task resumed at two hours
+ * old (3: the time the service was down counts) fails at its first failed
+ * attempt. Before, the age was the wall clock less the creation time, and
+ * the jump made 1 and 2 "too old" at their next attempt. */
+static void test_age_counts_on_the_monotonic_clock(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int port;
+    srv = loopsrv_start(&loop, busy_routes, NULL, &port);
+    memset(&age_counters, 0, sizeof age_counters);
+    store = memory_store();
+    const struct backoff_policy hour = {10, 20, 1000, 3600000}; /* quick retries, an hour's age */
+    run = new_runner(&loop, &age_counters, 0, port, 1, store, &hour);
+
+    const char *body = "{\"request_id\": %d, \"exchange_rate\": 1, \"bills\": "
+                       "[{\"denomination_id\": 1, \"denomination\": 1, \"count\": 1}]}";
+    char text[256];
+    snprintf(text, sizeof text, body, 1);
+    runner_start(run, parse(text), runner_new_id(run));
+    uint64_t now = util_wall_ms();
+    for (int n = 2; n <= 3; n++) {
+        snprintf(text, sizeof text, body, n);
+        struct task_view v = {0};
+        v.id = runner_new_id(run);
+        v.state = STATE_RETRYING;
+        v.attempts = 1;
+        v.created_ms = now - (n == 2 ? 30 : 120) * 60000ull;
+        v.next_attempt_ms = now;
+        runner_resume(run, parse(text), &v);
+    }
+
+    uv_check_init(&loop, &check);
+    uv_check_start(&check, on_age_check);
+    uv_timer_init(&loop, &age_give_up);
+    uv_timer_start(&age_give_up, on_age_give_up, 20000, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    store_close(store);
+    wall_offset_s = 0;
+
+    assert_int_equal(puts_of[3], 1);
+    assert_int_equal(age_counters.callbacks_failed, 1); /* 3, too old */
+    assert_true(puts_of[1] >= 4 && puts_of[2] >= 4);
+    assert_int_equal(age_counters.callbacks_delivered, 0);
+}
+
 static void test_close_drops_waiting(void **state)
 {
     (void)state;
@@ -192,6 +310,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_callback_body),
                                        cmocka_unit_test(test_ids_increase_across_workers),
+                                       cmocka_unit_test(test_age_counts_on_the_monotonic_clock),
                                        cmocka_unit_test(test_close_drops_waiting)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -419,6 +419,31 @@ void runner_start(struct runner *r, struct exchange *ex, uint64_t id)
     schedule_bills(r, t);
 }
 
+/* When a task's age starts: its creation, or its last retry by hand (POST
+ * /api/tasks/{id}/retry: in the history a "retrying@ms" right after
+ * "failed@ms"), which starts its attempts and its age over. */
+uint64_t runner_age_from(const struct task_view *v)
+{
+    uint64_t from = v->created_ms;
+    const char *h = v->history ? v->history : "";
+    int after_failed = 0;
+    while (*h) {
+        const char *at = strchr(h, '@');
+        if (!at)
+            break;
+        size_t name_len = (size_t)(at - h);
+        char *end;
+        uint64_t ms = strtoull(at + 1, &end, 10);
+        if (after_failed && name_len == 8 && memcmp(h, "retrying", 8) == 0 && ms > from)
+            from = ms;
+        after_failed = name_len == 6 && memcmp(h, "failed", 6) == 0;
+        h = end;
+        while (*h == ' ')
+            h++;
+    }
+    return from;
+}
+
 void runner_resume(struct runner *r, struct exchange *ex, const struct task_view *v)
 {
     if (r->closing) {
@@ -428,9 +453,8 @@ void runner_resume(struct runner *r, struct exchange *ex, const struct task_view
     struct task *t = task_new(r, ex, TASK_ASYNC, v->id);
     /* its age so far by the wall clock (the time the service was down counts);
      * below 0 (the clock set back since it was stored) as 0 */
-    uint64_t now_wall = util_wall_ms();
-    t->born_ms = (int64_t)uv_now(r->loop) -
-                 (int64_t)(now_wall > v->created_ms ? now_wall - v->created_ms : 0);
+    uint64_t now_wall = util_wall_ms(), from = runner_age_from(v);
+    t->born_ms = (int64_t)uv_now(r->loop) - (int64_t)(now_wall > from ? now_wall - from : 0);
     t->attempts = (uint16_t)(v->attempts > 65535 ? 65535 : v->attempts);
     ST_ADD(tasks_in_flight, 1);
     if (v->state == STATE_QUEUED || v->state == STATE_RUNNING) {

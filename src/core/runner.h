@@ -70,8 +70,13 @@ uint64_t runner_ids_after(uint64_t id);
 void runner_start(struct runner *r, struct exchange *ex, uint64_t id);
 /* Takes ownership of ex: a stored task resumed (recovery, or a retry asked
  * over HTTP). queued/running compute again; delivering/retrying are
- * delivered at next_attempt_ms (wall clock; 0 = now) after attempts tries. */
+ * delivered at next_attempt_ms (wall clock; 0 = now) after attempts tries.
+ * Its age (for the retry age limit) is taken from the wall clock now and
+ * runner_age_from(v); from then on it counts on the loop's monotonic clock. */
 void runner_resume(struct runner *r, struct exchange *ex, const struct task_view *v);
+/* When a task's age starts: its created_ms, or the time of its last retry
+ * by hand (a "retrying@ms" right after "failed@ms" in its history). */
+uint64_t runner_age_from(const struct task_view *v);
 /* Takes ownership of ex; answers x when the last bill is computed:
  * 200 {"status":"completed","breakdown":[...]}. */
 void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_exchange *x);

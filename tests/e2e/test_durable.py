@@ -217,6 +217,35 @@ def test_retries_end_when_the_next_would_pass_the_max_age(start_service):
     assert ms(t["updated_at"]) - ms(t["created_at"]) < 3000
 
 
+def test_retry_by_hand_starts_the_age_over(start_service, start_main, tmp_path):
+    """A task failed as "too old" (its main service down past --retry-max-age) and then
+    retried over HTTP gets its whole age again, as it gets its attempts, across a restart
+    too: before, its age still counted from its creation and its first failed attempt
+    after the retry failed it again as "too old"."""
+    port = free_port()
+    path = tmp_path / "age.db"
+    args = ("--store", f"sqlite:{path}", "--latency", "0-0", "--retry-base", "0.2",
+            "--retry-cap", "0.4", "--retry-max-age", "3", "--retry-max-attempts", "1000")
+    env = {"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"}
+    svc = start_service(*args, env=env)
+    tid = submit(svc, "aged")[2]["task_id"]
+    svc.err.wait(r'event=callback_failed task=' + tid + r' .*final="too old"', timeout=10)
+    wait_state(svc, tid, "failed")
+    status, _, data = request(svc.port, "POST", f"/api/tasks/{tid}/retry")
+    assert status == 200 and json.loads(data)["state"] == "retrying"
+    # still refused: retried, not "too old" (its age starts at the retry; three attempts
+    # take it past 3 s from its creation); its attempts start over at 1
+    svc.err.wait(r"event=callback_retry task=" + tid + r" .* attempts=3 ", timeout=5, count=2)
+    assert svc.stop() == 0
+    svc = start_service(*args, env=env)
+    svc.err.wait(r"event=recovered tasks=1 .*retrying=1")
+    svc.err.wait(r"event=callback_retry task=" + tid + r" ", timeout=5)
+    assert "callback_failed" not in svc.err.text()
+    main = start_main(port=port)
+    main.out.wait(r'^result .*"aged"', timeout=10)
+    wait_state(svc, tid, "succeeded")
+
+
 def test_4xx_fails_at_once_then_retry_delivers(start_service, start_main):
     main = start_main("--fail", "1", "--fail-status", "404")
     svc = start_service("--latency", "0-0", env={"MAIN_SERVICE_URL": main.url()})

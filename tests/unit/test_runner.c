@@ -285,6 +285,27 @@ static void test_age_counts_on_the_monotonic_clock(void **state)
     assert_int_equal(age_counters.callbacks_delivered, 0);
 }
 
+/* A retry by hand starts a task's age over: its age counts from the last
+ * "retrying@" that follows a "failed@" in its history. */
+static void test_age_from(void **state)
+{
+    (void)state;
+    struct task_view v = {0};
+    v.created_ms = 100;
+    assert_int_equal(runner_age_from(&v), 100); /* no history */
+    v.history = "queued@100 running@100 delivering@150 retrying@160 delivering@170 failed@190";
+    assert_int_equal(runner_age_from(&v), 100); /* retried by itself only */
+    v.history = "queued@100 running@100 delivering@150 failed@190 retrying@300 delivering@301 "
+                "retrying@302";
+    assert_int_equal(runner_age_from(&v), 300);
+    v.history = "queued@100 running@100 failed@190 retrying@300 failed@400 retrying@500";
+    assert_int_equal(runner_age_from(&v), 500); /* the last retry by hand */
+    v.created_ms = 1000; /* created after it, by a clock set back since: the later */
+    assert_int_equal(runner_age_from(&v), 1000);
+    v.history = "queued@100 running@100 failed@";
+    assert_int_equal(runner_age_from(&v), 1000); /* cut short: no harm */
+}
+
 static void test_close_drops_waiting(void **state)
 {
     (void)state;
@@ -311,6 +332,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_callback_body),
                                        cmocka_unit_test(test_ids_increase_across_workers),
                                        cmocka_unit_test(test_age_counts_on_the_monotonic_clock),
+                                       cmocka_unit_test(test_age_from),
                                        cmocka_unit_test(test_close_drops_waiting)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "../core/deadline.h"
 #include "../core/payload.h"
@@ -193,6 +194,49 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* Why the file at path cannot be opened, created or written, where SQLite
+ * says only "unable to open database file" or "attempt to write a readonly
+ * database" (its own errno is of a last read-only try: ENOENT for a
+ * directory it may not create in): appended to why, in parentheses. */
+static void file_reason(const char *path, char *why, size_t n)
+{
+    size_t len = strlen(why);
+    char dir[4096], wal[4100];
+    if (strlen(path) >= sizeof dir)
+        return;
+    memcpy(dir, path, strlen(path) + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            snprintf(why + len, n - len, " (it is a directory)");
+        else if (access(path, R_OK | W_OK) != 0)
+            snprintf(why + len, n - len, " (%s)", strerror(errno));
+        else if (snprintf(wal, sizeof wal, "%s-wal", path) > 0 && access(wal, F_OK) == 0) {
+            if (access(wal, R_OK | W_OK) != 0)
+                snprintf(why + len, n - len, " (%s: %s)", wal, strerror(errno));
+        } else if (access(dir, W_OK | X_OK) != 0) { /* its -wal file goes beside it */
+            snprintf(why + len, n - len, " (cannot create its -wal file in %s: %s)", dir,
+                     strerror(errno));
+        }
+        return;
+    }
+    if (errno != ENOENT)
+        snprintf(why + len, n - len, " (%s)", strerror(errno));
+    else if (stat(dir, &st) != 0)
+        snprintf(why + len, n - len, " (the directory %s: %s)", dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        snprintf(why + len, n - len, " (%s is not a directory)", dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        snprintf(why + len, n - len, " (cannot create it in %s: %s)", dir, strerror(errno));
 }
 
 /* A database of schema 0 is new to us: an empty file, or another
@@ -1349,6 +1393,10 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     }
     return s;
 fail:
+    if (!s->memory && s->db &&
+        ((sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_CANTOPEN ||
+         (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_READONLY))
+        file_reason(path, why, sizeof why);
     snprintf(err, errlen, "cannot use the database %s: %s", s->memory ? "in memory" : path, why);
     sqlite3_close_v2(s->db);
     free(s);

@@ -4,10 +4,12 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import time
 import urllib.parse
 
@@ -525,6 +527,50 @@ def test_another_programs_database_refused(tmp_path):
     con = sqlite3.connect(db)
     assert [n for (n,) in con.execute("SELECT name FROM sqlite_schema")] == ["orders"]
     con.close()
+
+
+def refused_store(path, as_nobody=False):
+    """Starts exchanged on sqlite:path (as the user nobody if asked); its refusal."""
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
+    r = subprocess.run([*drop, EXCHANGED, "--port", "0", "--store", f"sqlite:{path}"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, r.stderr
+    return r.stderr
+
+
+def test_unusable_database_path_says_why(tmp_path):
+    """Where SQLite says only "unable to open database file", the refusal says why: a
+    missing directory, a directory, a path through a file; for a user who may not write
+    there (as nobody, when nobody can run the binary here), the permission."""
+    assert refused_store(tmp_path / "no" / "x.db") == (
+        f"exchanged: cannot use the database {tmp_path}/no/x.db: unable to open database file"
+        f" (the directory {tmp_path}/no: No such file or directory)\n")
+    assert refused_store(tmp_path) == (
+        f"exchanged: cannot use the database {tmp_path}: unable to open database file"
+        " (it is a directory)\n")
+    (tmp_path / "file").write_text("")
+    assert refused_store(tmp_path / "file" / "x.db") == (
+        f"exchanged: cannot use the database {tmp_path}/file/x.db: unable to open database"
+        " file (Not a directory)\n")
+    if subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                       EXCHANGED, "--version"], capture_output=True).returncode != 0:
+        pytest.skip("the user nobody cannot run the binary here")
+    top = tempfile.mkdtemp(prefix="exchanged-ro-")  # pytest's own is root's alone (0700)
+    try:
+        os.chmod(top, 0o755)
+        ro = f"{top}/ro"
+        os.mkdir(ro, 0o555)
+        assert refused_store(f"{ro}/x.db", as_nobody=True) == (
+            f"exchanged: cannot use the database {ro}/x.db: unable to open database file"
+            f" (cannot create it in {ro}: Permission denied)\n")
+        db = f"{top}/mine.db"  # root's: nobody may read it, not write it
+        sqlite3.connect(db).close()
+        os.chmod(db, 0o644)
+        assert refused_store(db, as_nobody=True) == (
+            f"exchanged: cannot use the database {db}: attempt to write a readonly database"
+            " (Permission denied)\n")
+    finally:
+        shutil.rmtree(top)
 
 
 def test_a_database_serves_one_process(tmp_path, start_service, main_service):

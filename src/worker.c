@@ -40,7 +40,7 @@ struct worker_set *worker_set_new(const struct config *cfg, struct store *store,
         int fd = http_listen_socket(cfg->host, s->port, i == 0, 4096, &bound);
         if (fd < 0) {
             snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, s->port,
-                     strerror(-fd));
+                     http_listen_strerror(fd));
             for (int j = 0; j < i; j++)
                 close(s->w[j].listen_fd);
             free(s->w);

@@ -193,6 +193,13 @@ static int bound_socket(const struct addrinfo *ai, int shared)
     return fd;
 }
 
+const char *http_listen_strerror(int err)
+{
+    if (err == HTTP_LISTEN_E_NOHOST)
+        return "not an IP address, nor a host name that resolves";
+    return strerror(-err);
+}
+
 int http_listen_socket(const char *host, int port, int first, int backlog, int *bound_port)
 {
     struct addrinfo hints, *res = NULL;
@@ -204,7 +211,9 @@ int http_listen_socket(const char *host, int port, int first, int backlog, int *
     snprintf(portstr, sizeof portstr, "%d", port);
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0)
-        return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+        return rc == EAI_SYSTEM ? -errno
+               : rc == EAI_NONAME || rc == EAI_AGAIN || rc == EAI_FAIL ? HTTP_LISTEN_E_NOHOST
+                                                                      : -EADDRNOTAVAIL;
     int fd = 0;
     if (first && port != 0) {
         /* a socket without SO_REUSEPORT cannot be bound where anything listens,

@@ -126,7 +126,11 @@ const char *http_status_text(int status);
  * worker may open its own on the same port). port 0 picks one; *bound_port
  * returns it. With first set (the first worker's), a port on which anything
  * listens already is refused (-EADDRINUSE), even a listener with SO_REUSEPORT
- * as a second exchanged's would be. Returns the fd, or a negative errno. */
+ * as a second exchanged's would be. Returns the fd, or a negative errno, or
+ * HTTP_LISTEN_E_NOHOST when host is a name that does not resolve. */
 int http_listen_socket(const char *host, int port, int first, int backlog, int *bound_port);
+#define HTTP_LISTEN_E_NOHOST (-100000)
+/* What a failure of http_listen_socket means, in words. */
+const char *http_listen_strerror(int err);
 
 #endif

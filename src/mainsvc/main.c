@@ -369,7 +369,7 @@ int main(int argc, char **argv)
         int fd = http_listen_socket(opt.host, port, i == 0, 4096, &bound);
         if (fd < 0) {
             fprintf(stderr, "exchanged-main: cannot listen on %s:%d: %s\n", opt.host, port,
-                    strerror(-fd));
+                    http_listen_strerror(fd));
             return 1;
         }
         if (i == 0)

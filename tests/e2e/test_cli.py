@@ -65,6 +65,24 @@ def test_port_in_use_refused():
             assert "in use" in r.stderr, (argv, reuseport, r.stderr)
 
 
+def test_host_that_is_no_address_refused():
+    """--host neither an IP address nor a name that resolves: said so, by both programs
+    (before: "Cannot assign requested address", as for an address not on this machine);
+    an address not on this machine keeps the system's words."""
+    for argv, name in (([EXCHANGED, "--store", "memory"], "exchanged"), ([MAIN], "exchanged-main")):
+        for host in ("nohost.invalid", "999.1.1.1"):
+            r = subprocess.run([*argv, "--port", "0", "--host", host], capture_output=True,
+                               text=True, timeout=30)  # a name asks the resolver
+            assert r.returncode == 1, (argv, host)
+            assert r.stderr == (f"{name}: cannot listen on {host}:0: not an IP address, nor a"
+                                " host name that resolves\n"), r.stderr
+        r = subprocess.run([*argv, "--port", "0", "--host", "192.0.2.1"], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 1
+        assert r.stderr == (f"{name}: cannot listen on 192.0.2.1:0: Cannot assign requested"
+                            " address\n"), r.stderr
+
+
 def test_second_service_on_a_port_refused(start_service):
     """A second exchanged on the port of a running one (each of whose workers listens with
     SO_REUSEPORT) stops at once, and the first goes on answering alone."""

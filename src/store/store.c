@@ -197,8 +197,8 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 }
 
 /* Why the file at path cannot be opened, created or written, where SQLite
- * says only "unable to open database file" or "attempt to write a readonly
- * database" (its own errno is of a last read-only try: ENOENT for a
+ * says only "unable to open database file", "attempt to write a readonly
+ * database" or "disk I/O error" (its own errno is of a last read-only try: ENOENT for a
  * directory it may not create in): appended to why, in parentheses. */
 static void file_reason(const char *path, char *why, size_t n)
 {
@@ -218,6 +218,8 @@ static void file_reason(const char *path, char *why, size_t n)
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             snprintf(why + len, n - len, " (it is a directory)");
+        else if (!S_ISREG(st.st_mode))
+            snprintf(why + len, n - len, " (it is not a regular file)");
         else if (access(path, R_OK | W_OK) != 0)
             snprintf(why + len, n - len, " (%s)", strerror(errno));
         else if (snprintf(wal, sizeof wal, "%s-wal", path) > 0 && access(wal, F_OK) == 0) {
@@ -1393,10 +1395,11 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     }
     return s;
 fail:
-    if (!s->memory && s->db &&
-        ((sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_CANTOPEN ||
-         (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_READONLY))
-        file_reason(path, why, sizeof why);
+    if (!s->memory && s->db) {
+        int code = sqlite3_extended_errcode(s->db) & 0xff;
+        if (code == SQLITE_CANTOPEN || code == SQLITE_READONLY || code == SQLITE_IOERR)
+            file_reason(path, why, sizeof why);
+    }
     snprintf(err, errlen, "cannot use the database %s: %s", s->memory ? "in memory" : path, why);
     sqlite3_close_v2(s->db);
     free(s);

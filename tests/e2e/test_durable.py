@@ -539,9 +539,10 @@ def refused_store(path, as_nobody=False):
 
 
 def test_unusable_database_path_says_why(tmp_path):
-    """Where SQLite says only "unable to open database file", the refusal says why: a
-    missing directory, a directory, a path through a file; for a user who may not write
-    there (as nobody, when nobody can run the binary here), the permission."""
+    """Where SQLite says only "unable to open database file" (or "disk I/O error"), the
+    refusal says why: a missing directory, a directory, a path through a file, a FIFO; for a
+    user who may not write there (as nobody, when nobody can run the binary here), the
+    permission."""
     assert refused_store(tmp_path / "no" / "x.db") == (
         f"exchanged: cannot use the database {tmp_path}/no/x.db: unable to open database file"
         f" (the directory {tmp_path}/no: No such file or directory)\n")
@@ -552,6 +553,10 @@ def test_unusable_database_path_says_why(tmp_path):
     assert refused_store(tmp_path / "file" / "x.db") == (
         f"exchanged: cannot use the database {tmp_path}/file/x.db: unable to open database"
         " file (Not a directory)\n")
+    os.mkfifo(tmp_path / "fifo")
+    assert refused_store(tmp_path / "fifo") == (
+        f"exchanged: cannot use the database {tmp_path}/fifo: disk I/O error (it is not a"
+        " regular file)\n")
     if subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                        EXCHANGED, "--version"], capture_output=True).returncode != 0:
         pytest.skip("the user nobody cannot run the binary here")

@@ -207,6 +207,7 @@ static void file_reason(const char *path, char *why, size_t n)
     if (strlen(path) >= sizeof dir)
         return;
     memcpy(dir, path, strlen(path) + 1);
+    snprintf(wal, sizeof wal, "%s-wal", path);
     char *slash = strrchr(dir, '/');
     if (!slash)
         snprintf(dir, sizeof dir, ".");
@@ -222,7 +223,7 @@ static void file_reason(const char *path, char *why, size_t n)
             snprintf(why + len, n - len, " (it is not a regular file)");
         else if (access(path, R_OK | W_OK) != 0)
             snprintf(why + len, n - len, " (%s)", strerror(errno));
-        else if (snprintf(wal, sizeof wal, "%s-wal", path) > 0 && access(wal, F_OK) == 0) {
+        else if (access(wal, F_OK) == 0) {
             if (access(wal, R_OK | W_OK) != 0)
                 snprintf(why + len, n - len, " (%s: %s)", wal, strerror(errno));
         } else if (access(dir, W_OK | X_OK) != 0) { /* its -wal file goes beside it */
@@ -233,10 +234,8 @@ static void file_reason(const char *path, char *why, size_t n)
     }
     if (errno != ENOENT)
         snprintf(why + len, n - len, " (%s)", strerror(errno));
-    else if (stat(dir, &st) != 0)
+    else if (stat(dir, &st) != 0) /* (a dir that is a file made stat(path) ENOTDIR) */
         snprintf(why + len, n - len, " (the directory %s: %s)", dir, strerror(errno));
-    else if (!S_ISDIR(st.st_mode))
-        snprintf(why + len, n - len, " (%s is not a directory)", dir);
     else if (access(dir, W_OK | X_OK) != 0)
         snprintf(why + len, n - len, " (cannot create it in %s: %s)", dir, strerror(errno));
 }

@@ -574,6 +574,23 @@ def test_unusable_database_path_says_why(tmp_path):
         assert refused_store(db, as_nobody=True) == (
             f"exchanged: cannot use the database {db}: attempt to write a readonly database"
             " (Permission denied)\n")
+        # nobody's own database in a directory where it may not create the -wal file,
+        # then with a -wal file of root's there
+        walro = f"{top}/walro"
+        os.mkdir(walro)
+        db = f"{walro}/t.db"
+        sqlite3.connect(db).close()
+        os.chown(db, 65534, 65534)
+        os.chmod(walro, 0o555)
+        assert refused_store(db, as_nobody=True) == (
+            f"exchanged: cannot use the database {db}: attempt to write a readonly database"
+            f" (cannot create its -wal file in {walro}: Permission denied)\n")
+        os.chmod(walro, 0o755)
+        open(f"{db}-wal", "w").close()
+        os.chmod(walro, 0o555)
+        assert refused_store(db, as_nobody=True) == (
+            f"exchanged: cannot use the database {db}: attempt to write a readonly database"
+            f" ({db}-wal: Permission denied)\n")
     finally:
         shutil.rmtree(top)
 

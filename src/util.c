@@ -105,23 +105,32 @@ uint64_t util_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* SIGHUP (the terminal closed) stops as SIGTERM does, unless it was
- * ignored when the process started (nohup): set by util_stop_signals_block. */
-static int hup_stops;
+/* SIGINT (Ctrl-C) and SIGHUP (the terminal closed) stop as SIGTERM does,
+ * unless ignored when the process started: a shell starts a background job
+ * with SIGINT ignored, nohup with SIGHUP ignored, and both mean "do not stop
+ * me for this". Set by util_stop_signals_block. */
+static int int_stops, hup_stops;
+
+static int ignored_at_start(int signum)
+{
+    struct sigaction sa;
+    return sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+}
 
 static void stop_signal_set(sigset_t *set)
 {
     sigemptyset(set);
-    sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
+    if (int_stops)
+        sigaddset(set, SIGINT);
     if (hup_stops)
         sigaddset(set, SIGHUP);
 }
 
 void util_stop_signals_block(void)
 {
-    struct sigaction hup;
-    hup_stops = sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN;
+    int_stops = !ignored_at_start(SIGINT);
+    hup_stops = !ignored_at_start(SIGHUP);
     sigset_t set;
     stop_signal_set(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);

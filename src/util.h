@@ -61,8 +61,8 @@ int util_stdio_open(void);
  * (ULONG_MAX when unlimited or unknown). */
 unsigned long util_nofile_raise(unsigned long want);
 
-/* Stop signals (SIGINT, SIGTERM, and SIGHUP unless it was ignored at the
- * start, as under nohup) taken by one thread with sigwait, not by a
+/* Stop signals (SIGTERM; SIGINT and SIGHUP unless ignored at the start, as
+ * a shell's background job ignores SIGINT and nohup SIGHUP) taken by one thread with sigwait, not by a
  * handler: util_stop_signals_block() before any thread starts (every thread
  * inherits the block, so none is ended or interrupted by them), then
  * util_stop_signals_wait(cb, arg) starts the thread that calls cb(signum,

@@ -435,20 +435,13 @@ def test_grace_over_closes_what_is_left_and_stops_cleanly(start_service, main_se
     restart_delivers(start_service, main_service, store, "grace", ids)
 
 
-def test_hangup_stops_cleanly_unless_ignored(start_service, main_service, tmp_path):
-    """SIGHUP (the terminal closed) stops the service as SIGTERM does, a clean stop; it
-    ended the process at once before. Started under nohup (SIGHUP ignored), it stays
-    ignored: the SIGTERM after it is the one that stops."""
-    svc = start_service("--latency", "0-0")
-    assert submit(svc, "hup")[0] == 200
-    main_service.out.wait(r'^result .*"hup"')
-    svc.p.send_signal(signal.SIGHUP)
-    svc.err.wait(r"event=stopping signal=1$")
-    assert svc.p.wait(10) == 0
-    svc.err.wait(r"event=stopped")
-    p = Proc(["nohup", EXCHANGED, "--port", "0", "--store", "memory"])
+def ignored_then_term(argv, sig):
+    """Started with sig ignored (as nohup ignores SIGHUP, and a shell SIGINT for a
+    job it starts in the background), sig stays ignored: the SIGTERM after it is
+    the one that stops."""
+    p = Proc(argv)
     try:
-        p.p.send_signal(signal.SIGHUP)
+        p.p.send_signal(sig)
         p.p.send_signal(signal.SIGTERM)
         assert p.p.wait(10) == 0
         p.err.wait(r"event=stopped")
@@ -458,6 +451,25 @@ def test_hangup_stops_cleanly_unless_ignored(start_service, main_service, tmp_pa
         if p.p.poll() is None:
             p.p.kill()
             p.p.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT])
+def test_hangup_and_interrupt_stop_cleanly_unless_ignored(start_service, main_service, sig):
+    """SIGHUP (the terminal closed) and SIGINT (Ctrl-C) stop the service as SIGTERM
+    does, a clean stop (SIGHUP ended the process at once before). Ignored at the
+    start, each stays ignored (SIGINT stopped the service before even so)."""
+    svc = start_service("--latency", "0-0")
+    assert submit(svc, "sig")[0] == 200
+    main_service.out.wait(r'^result .*"sig"')
+    svc.p.send_signal(sig)
+    svc.err.wait(rf"event=stopping signal={int(sig)}$")
+    assert svc.p.wait(10) == 0
+    svc.err.wait(r"event=stopped")
+    if sig == signal.SIGHUP:
+        ignored_then_term(["nohup", EXCHANGED, "--port", "0", "--store", "memory"], sig)
+    else:
+        ignored_then_term(["sh", "-c", f"trap '' INT; exec {EXCHANGED} --port 0 --store memory"],
+                          sig)
 
 
 def test_second_signal_forces_exit_and_keeps_accepted_tasks(start_service, main_service,

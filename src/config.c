@@ -65,7 +65,7 @@ static const struct opt table[] = {
     {"max-active-tasks", "EXCHANGED_MAX_ACTIVE_TASKS", OPT_INT, &cfg_tmp.max_active_tasks, 1,
      100000000, "N", "tasks not yet finished; past it 503 + Retry-After (default 1000000)"},
     {"retention", "EXCHANGED_RETENTION", OPT_SECONDS, &cfg_tmp.retention_ms, 0, S(365 * 86400),
-     "SECONDS", "finished tasks are purged after this (default 259200 = 3 days)"},
+     "SECONDS", "a finished task is purged this long after it finished (default 259200 = 3 days)"},
     {"retry-base", "EXCHANGED_RETRY_BASE", OPT_SECONDS, &cfg_tmp.retry_base_ms, 1, S(3600),
      "SECONDS", "first callback retry waits up to this; doubles each time (default 1)"},
     {"retry-cap", "EXCHANGED_RETRY_CAP", OPT_SECONDS, &cfg_tmp.retry_cap_ms, 1, S(86400),

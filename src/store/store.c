@@ -356,7 +356,7 @@ static int prepare_all(struct store *s, char *err, size_t errlen)
                    err, errlen) ||
            prepare(s, &s->st_purge,
                    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE id < ?1 AND "
-                   "state >= 4 LIMIT ?2)", /* oldest first, by id */
+                   "state >= 4 AND updated_ms < ?3 LIMIT ?2)", /* oldest first, by id */
                    err, errlen);
 }
 
@@ -581,10 +581,14 @@ static void purge(struct store *s)
     s->last_purge_ms = now;
     if (now < s->cfg.retention_ms)
         return;
-    uint64_t limit_id = (now - s->cfg.retention_ms) << 20; /* ids are time-ordered (runner.c) */
+    /* Ended more than the retention ago (updated_ms is when a task ended). A
+     * task ends after it was made, so only ids made before that can match
+     * (ids are time-ordered, runner.c): the scan stays on the oldest rows. */
+    uint64_t before = now - s->cfg.retention_ms;
     sqlite3_stmt *st = s->st_purge;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)limit_id);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(before << 20));
     sqlite3_bind_int(st, 2, PURGE_BATCH);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)before);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc == SQLITE_DONE && sqlite3_changes(s->db) > 0) {

@@ -78,7 +78,7 @@ struct store_config {
     const char *spec;        /* "sqlite:PATH" or "memory" */
     const char *sync;        /* "full", "normal" or "off" */
     uint64_t max_active;     /* tasks not yet terminal; past it submit gives STORE_E_FULL */
-    uint64_t retention_ms;   /* terminal tasks older than this are purged */
+    uint64_t retention_ms;   /* a terminal task is purged this long after it ended */
     uint64_t purge_every_ms; /* how often the purge runs (0: every second) */
     uint64_t hold_ms;        /* outcomes of tasks younger than this may be held back and
                                 written by id range (0: written as they come); see store.c */

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "../../src/store/store.h"
+#include "../../src/util.h"
 
 static char dir[] = "/tmp/exchanged-store-XXXXXX";
 static char path[256], spec[300];
@@ -876,6 +877,41 @@ static void test_purge(void **state)
     close_store(s);
 }
 
+/* The retention counts from a task's end, not from its making: a task made
+ * long ago that ends now (a retry by hand days later, a long latency) is
+ * kept the retention from now. It was purged at the next second before. */
+static void test_purge_counts_from_the_end(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 300); /* id 1 is ancient (ms << 20) */
+    assert_int_equal(submit(s, 1, "\"e1\"", P1, NULL), STORE_OK);
+    UPDATE(s, 1, STATE_SUCCEEDED, 1, 0, NULL, NULL, 0);
+    uint64_t ended = util_now_ms();
+    for (int i = 0; i < 3; i++) { /* batches: each runs the purge (every 1 ms here) */
+        usleep(5000);
+        struct answer a = get(s, 1);
+        assert_int_equal(a.status, STORE_OK); /* ended just now: kept */
+        answer_free(&a);
+    }
+    assert_true(util_now_ms() - ended < 300); /* else this proved nothing */
+    for (;;) { /* then purged, once the retention is over */
+        usleep(20000);
+        struct answer a = get(s, 1);
+        int status = a.status;
+        answer_free(&a);
+        if (status == STORE_E_NOTFOUND)
+            break;
+        assert_int_equal(status, STORE_OK);
+        assert_true(util_now_ms() - ended < 10000);
+    }
+    assert_true(util_now_ms() - ended >= 300);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.purged, 1);
+    close_store(s);
+}
+
 /* The memory store keeps its pages in SQLite's memdb VFS, so its page cache
  * stays bounded (8 MiB) while the database grows past it; with ":memory:" the
  * cache held the whole database and every commit that followed a B-tree
@@ -1191,6 +1227,7 @@ int main(void)
         cmocka_unit_test_teardown(test_checkpointer_rewinds_the_wal, close_each),
         cmocka_unit_test_teardown(test_migration_from_v1, close_each),
         cmocka_unit_test_teardown(test_purge, close_each),
+        cmocka_unit_test_teardown(test_purge_counts_from_the_end, close_each),
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),

@@ -25,6 +25,10 @@
 
 #define PURGE_EVERY_MS 1000
 #define PURGE_BATCH 500
+/* Rows one purge looks at, at most: old tasks not ended (a backlog retrying
+ * while the main service is down, with a retention shorter than --retry-max-age)
+ * are stepped over in pieces, not all of them each second in the writer. */
+#define PURGE_SCAN 5000
 #define SCHEMA_VERSION 5
 
 enum op_kind { OP_SUBMIT, OP_UPDATE, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST };
@@ -88,8 +92,9 @@ struct store {
     struct deadline_heap held; /* writer thread only: outcomes held back, by task id */
     uint64_t last_sub_ms;      /* writer thread only: monotonic, last turn with submissions */
     uint64_t last_purge_ms;
+    uint64_t purge_after; /* writer thread only: the purge's pass goes on past this id */
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
-        *st_purge, *st_list[5], *st_begin, *st_commit;
+        *st_purge_scan, *st_purge, *st_list[5], *st_begin, *st_commit;
     _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged, stat_catch_ups,
         stat_held, stat_wal_frames, stat_cache_bytes;
     uint64_t wal_max_frames;
@@ -354,10 +359,11 @@ static int prepare_all(struct store *s, char *err, size_t errlen)
                    "UPDATE tasks SET state = 3, attempts = 0, updated_ms = ?2, next_attempt_ms = ?2,"
                    " history = history || ' ' || ?3 WHERE id = ?1 AND state = 5",
                    err, errlen) ||
-           prepare(s, &s->st_purge,
-                   "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE id < ?1 AND "
-                   "state >= 4 AND updated_ms < ?3 LIMIT ?2)", /* oldest first, by id */
-                   err, errlen);
+           prepare(s, &s->st_purge_scan,
+                   "SELECT id, state >= 4 AND updated_ms < ?3 FROM tasks WHERE id > ?1 AND "
+                   "id < ?2 ORDER BY id LIMIT ?4", /* oldest first, by id */
+                   err, errlen) ||
+           prepare(s, &s->st_purge, "DELETE FROM tasks WHERE id = ?1", err, errlen);
 }
 
 /* ---- operations (writer thread) ---- */
@@ -573,6 +579,11 @@ static void do_list(struct store *s, struct op *op)
     op->status = rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : STORE_E_IO;
 }
 
+/* Deletes tasks that ended more than the retention ago (updated_ms is when a
+ * task ended), at most PURGE_BATCH a run, looking at PURGE_SCAN rows at most:
+ * a pass walks the ids from the oldest and goes on from where the last run
+ * stopped. A task ends after it was made and ids are time-ordered (runner.c),
+ * so only ids made before the cutoff can match: the pass ends there. */
 static void purge(struct store *s)
 {
     uint64_t now = util_wall_ms();
@@ -581,18 +592,35 @@ static void purge(struct store *s)
     s->last_purge_ms = now;
     if (now < s->cfg.retention_ms)
         return;
-    /* Ended more than the retention ago (updated_ms is when a task ended). A
-     * task ends after it was made, so only ids made before that can match
-     * (ids are time-ordered, runner.c): the scan stays on the oldest rows. */
     uint64_t before = now - s->cfg.retention_ms;
-    sqlite3_stmt *st = s->st_purge;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)(before << 20));
-    sqlite3_bind_int(st, 2, PURGE_BATCH);
+    uint64_t scan = s->cfg.purge_scan ? s->cfg.purge_scan : PURGE_SCAN;
+    sqlite3_int64 ids[PURGE_BATCH];
+    int n = 0, rc;
+    uint64_t seen = 0, last = s->purge_after;
+    sqlite3_stmt *st = s->st_purge_scan;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->purge_after);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(before << 20));
     sqlite3_bind_int64(st, 3, (sqlite3_int64)before);
-    int rc = sqlite3_step(st);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)scan);
+    while (n < PURGE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        seen++;
+        last = (uint64_t)sqlite3_column_int64(st, 0);
+        if (sqlite3_column_int(st, 1))
+            ids[n++] = (sqlite3_int64)last;
+    }
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE && sqlite3_changes(s->db) > 0) {
-        atomic_fetch_add(&s->stat_purged, (uint64_t)sqlite3_changes(s->db));
+    /* the pass is over when the scan ran out of rows: the next starts again
+     * from the oldest id */
+    s->purge_after = n < PURGE_BATCH && seen < scan ? 0 : last;
+    int deleted = 0;
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_int64(s->st_purge, 1, ids[i]);
+        if (sqlite3_step(s->st_purge) == SQLITE_DONE)
+            deleted += sqlite3_changes(s->db);
+        sqlite3_reset(s->st_purge);
+    }
+    if (deleted > 0) {
+        atomic_fetch_add(&s->stat_purged, (uint64_t)deleted);
         s->last_purge_ms = 0; /* more may be waiting: go on at the next turn */
     }
 }
@@ -1474,7 +1502,7 @@ void store_close(struct store *s)
         uv_sem_destroy(&s->ckpt_stop);
     }
     sqlite3_stmt **all[] = {&s->st_insert, &s->st_find_active, &s->st_update, &s->st_get,
-                            &s->st_cancel, &s->st_retry, &s->st_purge, &s->st_list[0],
+                            &s->st_cancel, &s->st_retry, &s->st_purge_scan, &s->st_purge, &s->st_list[0],
                             &s->st_list[1], &s->st_list[2], &s->st_list[3], &s->st_list[4],
                             &s->st_begin,  &s->st_commit};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -85,6 +85,7 @@ struct store_config {
     uint64_t hold_quiet_ms;  /* with no submission for this long, held outcomes are written
                                 (0: 20 ms) */
     uint64_t wal_max_frames; /* WAL frames past which the writer checkpoints (0: 8192) */
+    uint64_t purge_scan;     /* rows one purge run looks at, at most (0: 5000) */
 };
 
 /* One task as stored. Strings are owned by the view (see store_view_free). */

@@ -82,7 +82,7 @@ static void wait_for(struct answer *a)
 }
 
 /* hold_ms, hold_quiet_ms and wal_max_frames of the next open_store (0: the defaults) */
-static struct { uint64_t hold_ms, quiet_ms, wal_max; } tune;
+static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan; } tune;
 /* the store open_store opened and close_store has not closed: after a failed
  * test, close_each closes it, so that the next test's loop is not held open */
 static struct store *open_now;
@@ -90,7 +90,7 @@ static struct store *open_now;
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
     struct store_config cfg = {spec,          "full",        max_active,   retention_ms, 1,
-                               tune.hold_ms, tune.quiet_ms, tune.wal_max};
+                               tune.hold_ms, tune.quiet_ms, tune.wal_max, tune.purge_scan};
     char err[256];
     struct store *s = store_open(&cfg, err, sizeof err);
     if (!s)
@@ -833,7 +833,7 @@ static void test_migration_from_v1(void **state)
     /* a database from a newer version is refused, and left as it is */
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "database schema version 6 is newer than this program's (5)"));
@@ -877,6 +877,15 @@ static void test_purge(void **state)
     close_store(s);
 }
 
+/* A get's status alone (each get is a batch: it runs the purge). */
+static int get_status(struct store *s, uint64_t id)
+{
+    struct answer a = get(s, id);
+    int status = a.status;
+    answer_free(&a);
+    return status;
+}
+
 /* The retention counts from a task's end, not from its making: a task made
  * long ago that ends now (a retry by hand days later, a long latency) is
  * kept the retention from now. It was purged at the next second before. */
@@ -888,18 +897,14 @@ static void test_purge_counts_from_the_end(void **state)
     assert_int_equal(submit(s, 1, "\"e1\"", P1, NULL), STORE_OK);
     UPDATE(s, 1, STATE_SUCCEEDED, 1, 0, NULL, NULL, 0);
     uint64_t ended = util_now_ms();
-    for (int i = 0; i < 3; i++) { /* batches: each runs the purge (every 1 ms here) */
+    for (int i = 0; i < 3; i++) { /* the purge runs every 1 ms here */
         usleep(5000);
-        struct answer a = get(s, 1);
-        assert_int_equal(a.status, STORE_OK); /* ended just now: kept */
-        answer_free(&a);
+        assert_int_equal(get_status(s, 1), STORE_OK); /* ended just now: kept */
     }
     assert_true(util_now_ms() - ended < 300); /* else this proved nothing */
     for (;;) { /* then purged, once the retention is over */
         usleep(20000);
-        struct answer a = get(s, 1);
-        int status = a.status;
-        answer_free(&a);
+        int status = get_status(s, 1);
         if (status == STORE_E_NOTFOUND)
             break;
         assert_int_equal(status, STORE_OK);
@@ -910,6 +915,49 @@ static void test_purge_counts_from_the_end(void **state)
     store_stats_read(s, &st);
     assert_int_equal(st.purged, 1);
     close_store(s);
+}
+
+/* A purge run looks at a few rows (purge_scan), from where the last stopped:
+ * old tasks not ended (a backlog retrying while the main service is down)
+ * are stepped over in pieces. Every ended task is still found, those past the
+ * backlog and those that end behind the pass (found by the next pass). */
+static void test_purge_walks_in_pieces(void **state)
+{
+    (void)state;
+    unlink(path);
+    memset(&tune, 0, sizeof tune);
+    tune.purge_scan = 4;
+    struct store *s = open_store(100, 1); /* ids 1..13 are ancient (ms << 20) */
+    for (uint64_t id = 1; id <= 13; id++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "\"w%d\"", (int)id);
+        assert_int_equal(submit(s, id, rid, P1, NULL), STORE_OK);
+    }
+    /* 1..10 a backlog not ended; 2 and 11..13 end */
+    UPDATE(s, 2, STATE_FAILED, 30, 0, "too old", NULL, 0);
+    for (uint64_t id = 11; id <= 13; id++)
+        UPDATE(s, id, STATE_SUCCEEDED, 1, 0, NULL, NULL, 0);
+    struct store_stats st;
+    for (int i = 0; i < 2000; i++) { /* the purge runs every 1 ms here */
+        usleep(2000);
+        get_status(s, 13);
+        store_stats_read(s, &st);
+        if (st.purged == 4)
+            break;
+    }
+    assert_int_equal(st.purged, 4);
+    /* 5 ends behind the pass (which is past it now, or starts again): found too */
+    UPDATE(s, 5, STATE_CANCELLED, 0, 0, NULL, NULL, 0);
+    for (int i = 0; i < 2000 && get_status(s, 5) != STORE_E_NOTFOUND; i++)
+        usleep(2000);
+    store_stats_read(s, &st);
+    assert_int_equal(st.purged, 5);
+    for (uint64_t id = 1; id <= 13; id++) {
+        int gone = id == 2 || id == 5 || id >= 11;
+        assert_int_equal(get_status(s, id), gone ? STORE_E_NOTFOUND : STORE_OK);
+    }
+    close_store(s);
+    memset(&tune, 0, sizeof tune);
 }
 
 /* The memory store keeps its pages in SQLite's memdb VFS, so its page cache
@@ -1128,7 +1176,7 @@ static void test_writer_not_started(void **state)
 {
     (void)state;
     unlink(path);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0};
     char err[256];
     thread_fail_at = 1;
     assert_null(store_open(&cfg, err, sizeof err));
@@ -1168,7 +1216,7 @@ static void test_checkpointer_not_started(void **state)
 static void test_unusable_paths(void **state)
 {
     (void)state;
-    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0, 0, 0, 0};
+    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent-dir/x.db"));
@@ -1192,7 +1240,7 @@ static void test_foreign_database_refused(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "it holds another program's schema (table \"orders\""));
@@ -1228,6 +1276,7 @@ int main(void)
         cmocka_unit_test_teardown(test_migration_from_v1, close_each),
         cmocka_unit_test_teardown(test_purge, close_each),
         cmocka_unit_test_teardown(test_purge_counts_from_the_end, close_each),
+        cmocka_unit_test_teardown(test_purge_walks_in_pieces, close_each),
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),

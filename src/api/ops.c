@@ -30,6 +30,7 @@ void api_health(struct http_request *req, void *ctx)
                      ",\"requests_total\":%" PRIu64 ",\"tasks_accepted\":%" PRIu64
                      ",\"tasks_in_flight\":%" PRIu64 ",\"sync_in_flight\":%" PRIu64
                      ",\"callbacks_delivered\":%" PRIu64 ",\"callbacks_failed\":%" PRIu64
+                     ",\"callbacks_put_off\":%" PRIu64
                      ",\"output_dropped\":%" PRIu64 ",\"output_waiting_bytes\":%" PRIu64
                      ",\"store\":{\"active_tasks\":%" PRIu64 ",\"commits\":%" PRIu64
                      ",\"queue\":%" PRIu64 ",\"purged\":%" PRIu64 ",\"held_outcomes\":%" PRIu64
@@ -39,7 +40,7 @@ void api_health(struct http_request *req, void *ctx)
                      worker_set_count(w->set), t.connections_open, t.accept_failures,
                      t.requests_total,
                      t.tasks_accepted, t.tasks_in_flight, t.sync_in_flight,
-                     t.callbacks_delivered, t.callbacks_failed, output_dropped(), output_waiting(), st.active, st.commits,
+                     t.callbacks_delivered, t.callbacks_failed, t.callbacks_put_off, output_dropped(), output_waiting(), st.active, st.commits,
                      st.queue_len, st.purged, st.held, st.wal_frames, st.cache_bytes,
                      st.file_moved ? "true" : "false");
     http_reply(req->x, 200, body, (size_t)n, NULL);

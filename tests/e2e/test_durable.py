@@ -315,6 +315,43 @@ def test_main_service_down_longer_than_cap(start_service, start_main):
     assert wait_state(svc, tid, "succeeded")["attempts"] >= 6
 
 
+def health(svc):
+    return json.loads(request(svc.port, "GET", "/health")[2])
+
+
+def test_unreachable_main_service_is_retried_one_task_at_a_time(start_service, start_main):
+    """While the main service does not answer, a retry that comes due is put off (no
+    attempt counted, nothing written or logged) and one at a time is made, at most
+    one per worker per window (the first retry's ceiling, 1 s here); its answer
+    decides for the rest. Before, every task of a backlog retried on its own: 40
+    tasks retrying every 0-1 s made ~80 refused connections a second. Once the main
+    service answers, every task is delivered."""
+    port = free_port()
+    svc = start_service("--latency", "0-0", "--retry-base", "1", "--retry-cap", "1",
+                        "--workers", "2", env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"})
+    n = 40
+    ids = [submit(svc, f"down-{i}")[2]["task_id"] for i in range(n)]
+    svc.err.wait(r"event=main_service_unreachable task=\S+ reason=\"[^\"]+\": retries are made "
+                 r"one at a time")
+    t0 = time.monotonic()
+    deadline = t0 + 20
+    while health(svc)["callbacks_put_off"] < 3 * n:  # each task put off three times
+        assert time.monotonic() < deadline, health(svc)
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    retries = svc.err.count(r"event=callback_retry ")
+    # the first attempts (n, each made), then a retry per worker per second at most
+    assert retries <= n + 2 * (elapsed + 2), (retries, elapsed)
+    assert health(svc)["callbacks_failed"] == 0
+    main = start_main(port=port)
+    main.out.wait(r"^result ", count=n, timeout=20)
+    assert stats(main)["distinct"] == n
+    svc.err.wait(r"event=main_service_answering task=\S+ status=200")
+    for tid in ids:
+        t = wait_state(svc, tid, "succeeded")
+        assert t["attempts"] <= 2 + 2 * (time.monotonic() - t0), t
+
+
 def test_kill9_under_load_loses_nothing(start_service, main_service, tmp_path):
     store = f"sqlite:{tmp_path}/kill.db"
     svc = start_service("--latency", "1-3", "--store", store)

@@ -22,7 +22,7 @@ void api_health(struct http_request *req, void *ctx)
     worker_set_totals(w->set, &t);
     struct store_stats st;
     store_stats_read(worker_set_store(w->set), &st);
-    char body[768];
+    char body[1024]; /* 786 bytes with every number at its widest */
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"ok\",\"version\":\"" EXCHANGED_VERSION "\","
                      "\"uptime_s\":%" PRIu64 ",\"workers\":%d,\"connections_open\":%" PRIu64
@@ -43,5 +43,9 @@ void api_health(struct http_request *req, void *ctx)
                      t.callbacks_delivered, t.callbacks_failed, t.callbacks_put_off, output_dropped(), output_waiting(), st.active, st.commits,
                      st.queue_len, st.purged, st.held, st.wal_frames, st.cache_bytes,
                      st.file_moved ? "true" : "false");
+    if (n < 0 || (size_t)n >= sizeof body) {
+        http_reply_detail(req->x, 500, "Internal Server Error", NULL);
+        return;
+    }
     http_reply(req->x, 200, body, (size_t)n, NULL);
 }

@@ -30,8 +30,8 @@ struct task {
     uint32_t pending;           /* its bills' heap entries not yet due */
     uint16_t attempts;          /* callback attempts made */
     uint8_t kind;
-    uint8_t waits;              /* retries put off while the main service was unreachable
-                                   (see wait_while_unreachable); saturates */
+    uint8_t waits;              /* retries put off while the main service was failing
+                                   (see wait_while_failing); saturates */
 };
 
 /* The heap tag of a task waiting for its next delivery attempt (bills use
@@ -51,9 +51,10 @@ struct runner {
     struct delivery *delivery;
     char *callback_prefix; /* {"token": "...", "request_id":  */
     uint64_t rng;
-    /* loop time until which the main service counts as unreachable: set by a
-     * callback that got no answer, cleared by one that did (any status) */
-    uint64_t unreachable_until;
+    /* loop time until which the main service counts as failing: set by a
+     * callback that failed and may be retried (no answer, 5xx, 408, 429),
+     * cleared by one that got a final answer (2xx, or a status not retried) */
+    uint64_t failing_until;
     int closing;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -197,9 +198,9 @@ static void append_breakdown(struct buf *b, const struct exchange *ex, int compa
 
 static void deliver(struct task *t);
 
-/* How long the main service counts as unreachable after a callback that got
- * no answer: the first retry's ceiling, at most a second. */
-static uint64_t unreachable_ms(const struct runner *r)
+/* How long the main service counts as failing after a callback that failed
+ * and may be retried: the first retry's ceiling, at most a second. */
+static uint64_t failing_ms(const struct runner *r)
 {
     uint64_t base = r->cfg.backoff.base_ms;
     return base < 1000 ? (base ? base : 1) : 1000;
@@ -262,14 +263,19 @@ static void on_delivered(void *arg, const struct delivery_result *res)
     char id[17];
     runner_format_id(t->id, id);
     t->attempts++;
-    if (res->http_status == 0) {
-        if (!r->unreachable_until)
-            log_warn("event=main_service_unreachable task=%s reason=\"%s\": retries are made "
-                     "one at a time until it answers", id, res->error);
-        r->unreachable_until = uv_now(r->loop) + unreachable_ms(r);
-    } else if (r->unreachable_until) {
-        log_info("event=main_service_answering task=%s status=%ld", id, res->http_status);
-        r->unreachable_until = 0;
+    if (!res->ok && backoff_retryable(res->http_status)) {
+        if (!r->failing_until)
+            log_warn("event=main_service_failing task=%s status=%ld reason=\"%s\": retries are "
+                     "made one at a time until one gets a final answer",
+                     id, res->http_status, res->error);
+        /* a Retry-After holds every retry of this worker as long (capped) */
+        uint64_t hold = failing_ms(r);
+        if (res->retry_after_s >= 0)
+            hold = backoff_delay_ms(&r->cfg.backoff, 1, 0, res->retry_after_s);
+        r->failing_until = uv_now(r->loop) + (hold ? hold : 1);
+    } else if (r->failing_until) {
+        log_info("event=main_service_back task=%s status=%ld", id, res->http_status);
+        r->failing_until = 0;
     }
     if (res->ok) {
         ST_ADD(callbacks_delivered, 1);
@@ -317,23 +323,24 @@ static void callback_body(struct buf *b, struct runner *r, const struct task *t)
     buf_append(b, "}", 1);
 }
 
-/* While the main service does not answer, a retry that comes due is put off
- * (the time its next failed attempt would wait, as if it had failed) instead
- * of made: no attempt counted, nothing written or logged. One retry at a time
- * is made, each unreachable_ms at most, and its answer decides for the rest:
- * an answer of any status ends the wait. Without this, every task of a
- * backlog retried on its own, thousands of refused connections a second
- * (14,000-25,000 a second for 300,000 tasks, both cores, accepting 3-6 x slower).
+/* While the main service fails (no answer, 5xx, 408, 429), a retry that comes
+ * due is put off (the time its next failed attempt would wait, as if it had
+ * failed) instead of made: no attempt counted, nothing written or logged.
+ * One retry at a time is made, each failing_ms at most, and its answer
+ * decides for the rest: a final answer (2xx, or a status not retried) ends
+ * the wait. Without this, every task of a backlog retried on its own,
+ * thousands of attempts a second (14,000-25,000 refused connections a second
+ * for 300,000 tasks, both cores, accepting 3-6 x slower).
  * A first attempt is always made (it records the move to delivering), and a
  * retry that would pass --retry-max-age by waiting is made too (its failure
  * decides "too old"). 1 if t was put off. */
-static int wait_while_unreachable(struct runner *r, struct task *t)
+static int wait_while_failing(struct runner *r, struct task *t)
 {
     uint64_t now = uv_now(r->loop);
-    if (t->attempts == 0 || r->unreachable_until == 0)
+    if (t->attempts == 0 || r->failing_until == 0)
         return 0;
-    if (now >= r->unreachable_until) { /* this one tries; the others wait for its answer */
-        r->unreachable_until = now + unreachable_ms(r);
+    if (now >= r->failing_until) { /* this one tries; the others wait for its answer */
+        r->failing_until = now + failing_ms(r);
         return 0;
     }
     const struct backoff_policy *p = &r->cfg.backoff;
@@ -351,7 +358,7 @@ static void deliver(struct task *t)
 {
     if (dropped_if_cancelled(t))
         return;
-    if (wait_while_unreachable(t->r, t))
+    if (wait_while_failing(t->r, t))
         return;
     char on[1024]; /* delivery copies the body: it can stay on the stack */
     struct buf b;

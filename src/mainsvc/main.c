@@ -8,7 +8,8 @@
  *   GET /api/stats                      -> {"received":N,"distinct":D,"duplicates":X,
  *                                           "rejected":R,"failed_on_purpose":F,"connections":C}
  *
- * For tests, --fail N answers the first N callbacks with --fail-status.
+ * For tests, --fail N answers the first N callbacks with --fail-status (and
+ * a Retry-After with --fail-retry-after).
  *   GET /                               -> {"status":"ok"}
  *
  * and prints each result it accepts on stdout (one line, the body as
@@ -51,7 +52,8 @@ static struct {
     int quiet;
     int fail;        /* answer the first N callbacks with fail_status (tests) */
     int fail_status;
-} opt = {"127.0.0.1", 3001, 2, "MY_SECRET_TOKEN", 0, 0, 500};
+    int fail_retry_after; /* seconds in a Retry-After on those answers; 0: none */
+} opt = {"127.0.0.1", 3001, 2, "MY_SECRET_TOKEN", 0, 0, 500, 0};
 
 static const struct opt table[] = {
     {"host", "MAIN_HOST", OPT_STR, &opt.host, 0, 0, "ADDR", "address to listen on (default 127.0.0.1)"},
@@ -64,6 +66,8 @@ static const struct opt table[] = {
      "answer the first N callbacks with --fail-status instead of storing them (default 0)"},
     {"fail-status", "MAIN_FAIL_STATUS", OPT_INT, &opt.fail_status, 100, 599, "STATUS",
      "the status of those answers (default 500)"},
+    {"fail-retry-after", "MAIN_FAIL_RETRY_AFTER", OPT_INT, &opt.fail_retry_after, 0, 86400, "S",
+     "a Retry-After of S seconds on those answers (default 0: none)"},
     {0},
 };
 
@@ -136,11 +140,17 @@ static void print_line(const char *head, const char *body, size_t len)
     buf_free(&line);
 }
 
-static void reply_message(struct http_exchange *x, int status, const char *msg)
+static void reply_message_with(struct http_exchange *x, int status, const char *msg,
+                               const char *extra_headers)
 {
     char body[128];
     int n = snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg);
-    http_reply(x, status, body, (size_t)n, NULL);
+    http_reply(x, status, body, (size_t)n, extra_headers);
+}
+
+static void reply_message(struct http_exchange *x, int status, const char *msg)
+{
+    reply_message_with(x, status, msg, NULL);
 }
 
 static void put_result(struct http_request *req, void *ctx)
@@ -157,7 +167,11 @@ static void put_result(struct http_request *req, void *ctx)
             snprintf(head, sizeof head, "failing %d ", opt.fail_status);
             print_line(head, req->body, req->body_len);
         }
-        reply_message(req->x, opt.fail_status, "Failing on purpose (--fail)");
+        char retry_after[40] = "";
+        if (opt.fail_retry_after)
+            snprintf(retry_after, sizeof retry_after, "retry-after: %d\r\n", opt.fail_retry_after);
+        reply_message_with(req->x, opt.fail_status, "Failing on purpose (--fail)",
+                           opt.fail_retry_after ? retry_after : NULL);
         return;
     }
     json_error_t jerr;

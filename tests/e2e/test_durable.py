@@ -319,20 +319,23 @@ def health(svc):
     return json.loads(request(svc.port, "GET", "/health")[2])
 
 
-def test_unreachable_main_service_is_retried_one_task_at_a_time(start_service, start_main):
-    """While the main service does not answer, a retry that comes due is put off (no
-    attempt counted, nothing written or logged) and one at a time is made, at most
-    one per worker per window (the first retry's ceiling, 1 s here); its answer
-    decides for the rest. Before, every task of a backlog retried on its own: 40
-    tasks retrying every 0-1 s made ~80 refused connections a second. Once the main
-    service answers, every task is delivered."""
+@pytest.mark.parametrize("failure", ["refused", "500"])
+def test_failing_main_service_is_retried_one_task_at_a_time(start_service, start_main, failure):
+    """While the main service fails (no answer, or 5xx), a retry that comes due is put
+    off (no attempt counted, nothing written or logged) and one at a time is made, at
+    most one per worker per window (the first retry's ceiling, 1 s here); its answer
+    decides for the rest. Before, every task of a backlog retried on its own: 40 tasks
+    retrying every 0-1 s made ~80 attempts a second. Once the main service answers,
+    every task is delivered."""
     port = free_port()
     svc = start_service("--latency", "0-0", "--retry-base", "1", "--retry-cap", "1",
                         "--workers", "2", env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"})
+    failing = start_main("--fail", "1000000", port=port) if failure == "500" else None
     n = 40
     ids = [submit(svc, f"down-{i}")[2]["task_id"] for i in range(n)]
-    svc.err.wait(r"event=main_service_unreachable task=\S+ reason=\"[^\"]+\": retries are made "
-                 r"one at a time")
+    status = "0" if failure == "refused" else "500"
+    svc.err.wait(rf"event=main_service_failing task=\S+ status={status} reason=\".+\": "
+                 r"retries are made one at a time until one gets a final answer$")
     t0 = time.monotonic()
     deadline = t0 + 20
     while health(svc)["callbacks_put_off"] < 3 * n:  # each task put off three times
@@ -343,13 +346,39 @@ def test_unreachable_main_service_is_retried_one_task_at_a_time(start_service, s
     # the first attempts (n, each made), then a retry per worker per second at most
     assert retries <= n + 2 * (elapsed + 2), (retries, elapsed)
     assert health(svc)["callbacks_failed"] == 0
+    if failing:
+        failing.stop()
     main = start_main(port=port)
     main.out.wait(r"^result ", count=n, timeout=20)
     assert stats(main)["distinct"] == n
-    svc.err.wait(r"event=main_service_answering task=\S+ status=200")
+    svc.err.wait(r"event=main_service_back task=\S+ status=200")
     for tid in ids:
         t = wait_state(svc, tid, "succeeded")
         assert t["attempts"] <= 2 + 2 * (time.monotonic() - t0), t
+
+
+def test_retry_after_holds_every_retry_of_the_worker(start_service, start_main):
+    """A Retry-After holds every retry of the worker that got it, not only its own task's:
+    tasks that retried against a closed port (one at a time, every 50 ms at most) wait the
+    2 s it asks once the main service is up and says 503 Retry-After: 2."""
+    port = free_port()
+    svc = start_service("--latency", "0-0", "--retry-base", "0.05", "--retry-cap", "5",
+                        "--workers", "1", env={"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"})
+    n = 10
+    for i in range(n):
+        submit(svc, f"held-{i}")
+    svc.err.wait(r"event=main_service_failing task=\S+ status=0 ")
+    busy = start_main("--fail", "1000000", "--fail-status", "503", "--fail-retry-after", "2",
+                      port=port)
+    first = svc.err.wait(r"event=callback_retry .* status=503 .*retry_in_ms=2000$", timeout=10)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.5:  # within the 2 s asked for: no other attempt
+        assert stats(busy)["failed_on_purpose"] == 1, stats(busy)
+        time.sleep(0.05)
+    assert len(first) == 1 and svc.err.count(r"status=503") == 1
+    busy.stop()
+    main = start_main(port=port)
+    main.out.wait(r"^result ", count=n, timeout=20)
 
 
 def test_kill9_under_load_loses_nothing(start_service, main_service, tmp_path):

@@ -55,6 +55,9 @@ struct runner {
      * callback that failed and may be retried (no answer, 5xx, 408, 429),
      * cleared by one that got a final answer (2xx, or a status not retried) */
     uint64_t failing_until;
+    /* no callback has had an answer yet in this run: the retries resumed at
+     * the start wait for the first one's, a short while each (see runner_new) */
+    int unknown;
     int closing;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -146,6 +149,12 @@ struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, stru
     r->timer.data = r;
     if (getrandom(&r->rng, sizeof r->rng, 0) != sizeof r->rng)
         r->rng = util_now_ms() ^ (uint64_t)(uintptr_t)r;
+    /* At the start the main service's state is not known: the first retry
+     * due is made, and those due while it is on the wire wait a short while
+     * (a restart during an outage sent every resumed retry past its time at
+     * once, before the first failure came back) */
+    r->failing_until = 1;
+    r->unknown = 1;
     struct buf b;
     buf_init(&b);
     buf_append_str(&b, "{\"token\": ");
@@ -263,8 +272,10 @@ static void on_delivered(void *arg, const struct delivery_result *res)
     char id[17];
     runner_format_id(t->id, id);
     t->attempts++;
+    int was_failing = r->failing_until && !r->unknown;
+    r->unknown = 0;
     if (!res->ok && backoff_retryable(res->http_status)) {
-        if (!r->failing_until)
+        if (!was_failing)
             log_warn("event=main_service_failing task=%s status=%ld reason=\"%s\": retries are "
                      "made one at a time until one gets a final answer",
                      id, res->http_status, res->error);
@@ -274,7 +285,8 @@ static void on_delivered(void *arg, const struct delivery_result *res)
             hold = backoff_delay_ms(&r->cfg.backoff, 1, 0, res->retry_after_s);
         r->failing_until = uv_now(r->loop) + (hold ? hold : 1);
     } else if (r->failing_until) {
-        log_info("event=main_service_back task=%s status=%ld", id, res->http_status);
+        if (was_failing)
+            log_info("event=main_service_back task=%s status=%ld", id, res->http_status);
         r->failing_until = 0;
     }
     if (res->ok) {
@@ -344,10 +356,13 @@ static int wait_while_failing(struct runner *r, struct task *t)
         return 0;
     }
     const struct backoff_policy *p = &r->cfg.backoff;
-    uint64_t delay = backoff_delay_ms(p, (uint32_t)t->attempts + t->waits + 1u, rng_next(r), -1);
+    uint64_t delay = r->unknown /* the run's first answer is on its way: a short wait */
+                         ? failing_ms(r) + rng_next(r) % (failing_ms(r) + 1)
+                         : backoff_delay_ms(p, (uint32_t)t->attempts + t->waits + 1u,
+                                            rng_next(r), -1);
     if ((int64_t)(now + delay) - t->born_ms > (int64_t)p->max_age_ms)
         return 0;
-    if (t->waits < UINT8_MAX)
+    if (!r->unknown && t->waits < UINT8_MAX)
         t->waits++;
     ST_ADD(callbacks_put_off, 1);
     deadline_push(&r->heap, now + delay, t, TAG_DELIVER);

@@ -357,6 +357,39 @@ def test_failing_main_service_is_retried_one_task_at_a_time(start_service, start
         assert t["attempts"] <= 2 + 2 * (time.monotonic() - t0), t
 
 
+def test_restart_during_an_outage_sends_one_retry_first(start_service, start_main, tmp_path):
+    """At a start the main service's state is not known: the first resumed retry that is
+    due is made, and the others wait a short while for its answer. Before, a restart
+    during an outage sent every resumed retry past its time at once (30 refused attempts
+    here, before the first failure came back); a healthy restart still delivers them."""
+    port = free_port()
+    store = f"sqlite:{tmp_path}/outage.db"
+    args = ("--latency", "0-0", "--retry-base", "1", "--retry-cap", "1", "--workers", "1",
+            "--store", store)
+    env = {"MAIN_SERVICE_URL": f"http://127.0.0.1:{port}"}
+    svc = start_service(*args, env=env)
+    n = 30
+    for i in range(n):
+        submit(svc, f"outage-{i}")
+    svc.err.wait(r"event=callback_retry .*attempts=1 ", count=n)
+    assert svc.stop() == 0
+    time.sleep(1.5)  # past every stored retry time (at most --retry-cap, 1 s): all due at once
+    again = start_service(*args, env=env)
+    again.err.wait(r"event=recovered tasks=30 .*retrying=30")
+    again.err.wait(r"event=main_service_failing task=\S+ status=0 ")
+    deadline = time.monotonic() + 20
+    while health(again)["callbacks_put_off"] < n - 1:
+        assert time.monotonic() < deadline, health(again)
+        time.sleep(0.05)
+    assert again.err.count(r"event=callback_retry ") <= 3, again.err.text()[-3000:]
+    assert again.stop() == 0
+    main = start_main(port=port)
+    healthy = start_service(*args, env=env)
+    main.out.wait(r"^result ", count=n, timeout=20)
+    assert stats(main)["distinct"] == n
+    assert healthy.err.count(r"event=main_service_back") == 0  # it was never failing
+
+
 def test_retry_after_holds_every_retry_of_the_worker(start_service, start_main):
     """A Retry-After holds every retry of the worker that got it, not only its own task's:
     tasks that retried against a closed port (one at a time, every 50 ms at most) wait the

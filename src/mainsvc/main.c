@@ -140,17 +140,12 @@ static void print_line(const char *head, const char *body, size_t len)
     buf_free(&line);
 }
 
-static void reply_message_with(struct http_exchange *x, int status, const char *msg,
-                               const char *extra_headers)
+static void reply_message(struct http_exchange *x, int status, const char *msg,
+                          const char *extra_headers)
 {
     char body[128];
     int n = snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg);
     http_reply(x, status, body, (size_t)n, extra_headers);
-}
-
-static void reply_message(struct http_exchange *x, int status, const char *msg)
-{
-    reply_message_with(x, status, msg, NULL);
 }
 
 static void put_result(struct http_request *req, void *ctx)
@@ -170,8 +165,8 @@ static void put_result(struct http_request *req, void *ctx)
         char retry_after[40] = "";
         if (opt.fail_retry_after)
             snprintf(retry_after, sizeof retry_after, "retry-after: %d\r\n", opt.fail_retry_after);
-        reply_message_with(req->x, opt.fail_status, "Failing on purpose (--fail)",
-                           opt.fail_retry_after ? retry_after : NULL);
+        reply_message(req->x, opt.fail_status, "Failing on purpose (--fail)",
+                      retry_after[0] ? retry_after : NULL);
         return;
     }
     json_error_t jerr;
@@ -191,7 +186,7 @@ static void put_result(struct http_request *req, void *ctx)
         rejected++;
         uv_mutex_unlock(&lock);
         json_decref(root);
-        reply_message(req->x, 400, why);
+        reply_message(req->x, 400, why, NULL);
         return;
     }
     char *key = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -254,7 +249,7 @@ static void get_result(struct http_request *req, void *ctx)
     uv_mutex_unlock(&lock);
     free(as_string);
     if (!body) {
-        reply_message(req->x, 404, "Not found");
+        reply_message(req->x, 404, "Not found", NULL);
         return;
     }
     http_reply(req->x, 200, body, len, NULL);

@@ -595,14 +595,14 @@ static void purge(struct store *s)
     uint64_t before = now - s->cfg.retention_ms;
     uint64_t scan = s->cfg.purge_scan ? s->cfg.purge_scan : PURGE_SCAN;
     sqlite3_int64 ids[PURGE_BATCH];
-    int n = 0, rc;
+    int n = 0;
     uint64_t seen = 0, last = s->purge_after;
     sqlite3_stmt *st = s->st_purge_scan;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)s->purge_after);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)(before << 20));
     sqlite3_bind_int64(st, 3, (sqlite3_int64)before);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)scan);
-    while (n < PURGE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (n < PURGE_BATCH && sqlite3_step(st) == SQLITE_ROW) {
         seen++;
         last = (uint64_t)sqlite3_column_int64(st, 0);
         if (sqlite3_column_int(st, 1))

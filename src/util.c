@@ -91,6 +91,58 @@ size_t util_vline(char *text, size_t cap, size_t used, const char *fmt, va_list 
     return len;
 }
 
+/* The escaped form of the character at s (a UTF-8 sequence kept whole) in
+ * e; its length there, and the bytes of s it took in *took. */
+static size_t quote_unit(const char *s, char e[8], size_t *took)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char ch = (unsigned char)s[0];
+    size_t k = 0;
+    *took = 1;
+    if (ch == '"' || ch == '\\') {
+        e[k++] = '\\';
+        e[k++] = (char)ch;
+    } else if (ch < 0x20 || ch == 0x7f) {
+        memcpy(e, "\\u00", 4);
+        k = 4;
+        e[k++] = hex[ch >> 4];
+        e[k++] = hex[ch & 15];
+    } else {
+        e[k++] = (char)ch;
+        if (ch >= 0xc0) /* a lead byte: its continuation bytes go with it */
+            for (; k < 4 && ((unsigned char)s[k] & 0xc0) == 0x80; k++)
+                e[k] = s[k];
+        *took = k;
+    }
+    return k;
+}
+
+char *util_quote(char *out, size_t size, const char *s)
+{
+    size_t total = 0, took;
+    char e[8];
+    for (const char *p = s; *p; p += took)
+        total += quote_unit(p, e, &took);
+    /* all of it with its quotes and NUL, or what fits before '..."' and NUL */
+    size_t room = total + 3 <= size ? total : size - 6;
+    size_t n = 0;
+    out[n++] = '"';
+    for (const char *p = s; *p; p += took) {
+        size_t k = quote_unit(p, e, &took);
+        if (n - 1 + k > room)
+            break;
+        memcpy(out + n, e, k);
+        n += k;
+    }
+    if (room < total) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+    return out;
+}
+
 uint64_t util_wall_ms(void)
 {
     struct timespec ts;

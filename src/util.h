@@ -43,6 +43,15 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
  * cannot go through it (output.c's own notes, under its lock). */
 size_t util_vline(char *text, size_t cap, size_t used, const char *fmt, va_list ap);
 
+/* A log value from outside (a main service's answer, an error with a path
+ * in it) as one quoted token: '"' + s with '"', '\\' and control bytes
+ * escaped as JSON escapes them + '"', NUL-terminated; cut short at a whole
+ * character (a UTF-8 sequence is kept whole) to fit size (at least 8), and
+ * then ending '..."'. So a body such
+ * as {"message":"x"} keeps the line's key="value" pairs parseable. Returns
+ * out. */
+char *util_quote(char *out, size_t size, const char *s);
+
 /* Milliseconds on a monotonic clock. */
 uint64_t util_now_ms(void);
 

@@ -272,13 +272,16 @@ static void on_delivered(void *arg, const struct delivery_result *res)
     char id[17];
     runner_format_id(t->id, id);
     t->attempts++;
+    char why_q[1024]; /* the reason quoted, a body's quotes escaped (a log line holds 1,152) */
+    if (!res->ok)
+        util_quote(why_q, sizeof why_q, res->error ? res->error : "");
     int was_failing = r->failing_until && !r->unknown;
     r->unknown = 0;
     if (!res->ok && backoff_retryable(res->http_status)) {
         if (!was_failing)
-            log_warn("event=main_service_failing task=%s status=%ld reason=\"%s\": retries are "
+            log_warn("event=main_service_failing task=%s status=%ld reason=%s: retries are "
                      "made one at a time until one gets a final answer",
-                     id, res->http_status, res->error);
+                     id, res->http_status, why_q);
         /* a Retry-After holds every retry of this worker as long (capped) */
         uint64_t hold = failing_ms(r);
         if (res->retry_after_s >= 0)
@@ -311,15 +314,15 @@ static void on_delivered(void *arg, const struct delivery_result *res)
     if (why) {
         ST_ADD(callbacks_failed, 1);
         log_warn("event=callback_failed task=%s request_id=%s attempts=%u status=%ld "
-                 "reason=\"%s\" final=\"%s\"",
-                 id, t->ex->request_id, t->attempts, res->http_status, res->error, why);
+                 "reason=%s final=\"%s\"",
+                 id, t->ex->request_id, t->attempts, res->http_status, why_q, why);
         record(t, STATE_FAILED, 0, res->error);
         task_done(t);
         return;
     }
-    log_info("event=callback_retry task=%s request_id=%s attempts=%u status=%ld reason=\"%s\" "
+    log_info("event=callback_retry task=%s request_id=%s attempts=%u status=%ld reason=%s "
              "retry_in_ms=%" PRIu64,
-             id, t->ex->request_id, t->attempts, res->http_status, res->error, delay);
+             id, t->ex->request_id, t->attempts, res->http_status, why_q, delay);
     record(t, STATE_RETRYING, (int64_t)(now_wall + delay), res->error);
     deadline_push(&r->heap, uv_now(r->loop) + delay, t, TAG_DELIVER);
     arm(r);

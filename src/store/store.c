@@ -700,10 +700,11 @@ static int file_moved(struct store *s)
     if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
         !moved)
         return 0;
-    log_error("event=store_file_moved path=\"%s\" error=\"the database file was deleted, moved"
+    char path[1024];
+    log_error("event=store_file_moved path=%s error=\"the database file was deleted, moved"
               " or replaced while open\": new tasks are refused (503) until a restart; the tasks"
               " in flight go on, but a restart will not find them",
-              sqlite3_db_filename(s->db, "main"));
+              util_quote(path, sizeof path, sqlite3_db_filename(s->db, "main")));
     atomic_store(&s->file_moved, 1);
     return 1;
 }
@@ -720,9 +721,10 @@ static void commit_failed(struct store *s, const char *error)
     s->fails++;
     if (s->fails > 1 && now - s->fail_logged_ms < COMMIT_FAIL_LOG_MS)
         return;
-    log_error("event=store_commit_failed error=\"%s\" failed_commits=%" PRIu64
+    char q[512];
+    log_error("event=store_commit_failed error=%s failed_commits=%" PRIu64
               ": the batch's requests are answered 503 until a commit passes",
-              error, s->fails);
+              util_quote(q, sizeof q, error), s->fails);
     s->fail_logged_ms = now;
 }
 
@@ -755,7 +757,9 @@ static void run_batch(struct store *s, struct op *ops)
             if (ext == SQLITE_IOERR_FSYNC || ext == SQLITE_IOERR_DIR_FSYNC) {
                 /* A failed fsync cannot be trusted to have written anything:
                  * stop, and let the next start recover from what is on disk. */
-                log_error("event=store_fsync_failed error=\"%s\": stopping", sqlite3_errmsg(s->db));
+                char q[512];
+                log_error("event=store_fsync_failed error=%s: stopping",
+                          util_quote(q, sizeof q, sqlite3_errmsg(s->db)));
                 output_flush(1000);
                 _exit(70);
             }
@@ -1447,8 +1451,9 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
     if (sqlite3_prepare_v2(s->db, "SELECT " VIEW_COLS " FROM tasks INDEXED BY tasks_state_id"
                            " WHERE state < 4 AND state <> 4 ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
-        log_error("event=store_recover_failed error=\"%s\": no task resumed",
-                  sqlite3_errmsg(s->db));
+        char q[512];
+        log_error("event=store_recover_failed error=%s: no task resumed",
+                  util_quote(q, sizeof q, sqlite3_errmsg(s->db)));
         uv_mutex_unlock(&s->db_lock);
         return 0;
     }
@@ -1461,9 +1466,11 @@ uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct tas
         store_view_free(&v);
         n++;
     }
-    if (rc != SQLITE_DONE) /* the rest stays stored and is tried again at the next start */
-        log_error("event=store_recover_failed error=\"%s\" resumed=%" PRIu64,
-                  sqlite3_errmsg(s->db), n);
+    if (rc != SQLITE_DONE) { /* the rest stays stored and is tried again at the next start */
+        char q[512];
+        log_error("event=store_recover_failed error=%s resumed=%" PRIu64,
+                  util_quote(q, sizeof q, sqlite3_errmsg(s->db)), n);
+    }
     sqlite3_finalize(st);
     uv_mutex_unlock(&s->db_lock);
     return n;
@@ -1490,11 +1497,13 @@ void store_close(struct store *s)
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->lock);
     uv_thread_join(&s->thread);
-    if (atomic_load(&s->file_moved))
-        log_error("event=store_closed_moved path=\"%s\" note=\"the tasks this run left"
+    if (atomic_load(&s->file_moved)) {
+        char path[1024];
+        log_error("event=store_closed_moved path=%s note=\"the tasks this run left"
                   " unfinished were in the file that was moved or deleted: a start on the path"
                   " will not resume them\"",
-                  sqlite3_db_filename(s->db, "main"));
+                  util_quote(path, sizeof path, sqlite3_db_filename(s->db, "main")));
+    }
     if (s->ckpt_db) {
         uv_sem_post(&s->ckpt_stop);
         uv_thread_join(&s->checkpointer);

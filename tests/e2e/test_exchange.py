@@ -170,8 +170,11 @@ def test_json_content_type_variants(start_service):
 def test_callback_rejected_by_main_service_is_logged(start_service, main_service):
     svc = start_service("--latency", "0-0", env={"SECRET_TOKEN": "wrong"})
     assert request(svc.port, "POST", "/api/exchange_async", SEED_BODY)[0] == 200
-    m = svc.err.wait(r"event=callback_failed .*status=400 reason=\"(.*)\" final=\"(.*)\"")[0]
-    assert m.group(1) == 'HTTP 400: {"message":"Invalid token"}'
+    # every value one token: the body's quotes escaped, so the pairs parse
+    m = svc.err.wait(r'event=callback_failed .*status=400 reason=("(?:[^"\\]|\\.)*") '
+                     r'final="(.*)"$')[0]
+    assert m.group(1) == r'"HTTP 400: {\"message\":\"Invalid token\"}"'
+    assert json.loads(m.group(1)) == 'HTTP 400: {"message":"Invalid token"}'
     assert m.group(2) == "not retryable"
     assert "wrong" not in svc.err.text()  # the secret is never logged
 

@@ -83,6 +83,27 @@ static void test_vline(void **state)
     assert_memory_equal(text, "P: \n", 4);
 }
 
+/* A value from outside as one quoted, escaped token, cut short whole. */
+static void test_quote(void **state)
+{
+    (void)state;
+    char q[64];
+    assert_string_equal(util_quote(q, sizeof q, "HTTP 400: {\"message\":\"x\"}"),
+                        "\"HTTP 400: {\\\"message\\\":\\\"x\\\"}\"");
+    assert_string_equal(util_quote(q, sizeof q, "a\\b\nc\x01\x7f"), "\"a\\\\b\\u000ac\\u0001\\u007f\"");
+    assert_string_equal(util_quote(q, sizeof q, ""), "\"\"");
+    assert_string_equal(util_quote(q, sizeof q, "r\xc3\xa9sum\xc3\xa9"), "\"r\xc3\xa9sum\xc3\xa9\"");
+    char small[10]; /* 9 characters: what fits whole, or 4 bytes of it and ..." */
+    assert_string_equal(util_quote(small, sizeof small, "1234567"), "\"1234567\"");
+    assert_string_equal(util_quote(small, sizeof small, "12345678"), "\"1234...\"");
+    assert_string_equal(util_quote(small, sizeof small, "12\"45678"), "\"12\\\"...\"");
+    assert_string_equal(util_quote(small, sizeof small, "123\"5678"), "\"123...\""); /* no lone \ */
+    assert_string_equal(util_quote(small, sizeof small, "123\xc3\xa9" "5678"), "\"123...\"");
+    assert_string_equal(util_quote(small, sizeof small, "1\xc3\xa9\xc3\xa9" "5678"), "\"1\xc3\xa9...\"");
+    char tiny[8];
+    assert_string_equal(util_quote(tiny, sizeof tiny, "123456789"), "\"12...\"");
+}
+
 static void test_stdio_open(void **state)
 {
     (void)state;
@@ -132,6 +153,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_util),
                                        cmocka_unit_test(test_vline),
+                                       cmocka_unit_test(test_quote),
                                        cmocka_unit_test(test_stdio_open),
                                        cmocka_unit_test(test_nofile_raise)};
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -531,6 +531,11 @@ void runner_resume(struct runner *r, struct exchange *ex, const struct task_view
         return;
     }
     struct task *t = task_new(r, ex, TASK_ASYNC, v->id);
+    /* The loop's time now, not when it last ran: at a start every stored
+     * task is resumed before the loops run (seconds for a million), and a
+     * stale time made the later ones older, and their retries earlier, by as
+     * long. Called on the loop's own thread, or before it runs. */
+    uv_update_time(r->loop);
     /* its age so far by the wall clock (the time the service was down counts);
      * below 0 (the clock set back since it was stored) as 0 */
     uint64_t now_wall = util_wall_ms(), from = runner_age_from(v);

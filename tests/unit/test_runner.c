@@ -222,6 +222,32 @@ static void on_age_give_up(uv_timer_t *t)
     age_done();
 }
 
+/* The age tests' runner: 503 to every callback, quick retries, max_age_ms
+ * of age; counters and PUT counts from zero. */
+static void age_setup(uv_loop_t *loop, uint64_t max_age_ms)
+{
+    uv_loop_init(loop);
+    int port;
+    srv = loopsrv_start(loop, busy_routes, NULL, &port);
+    memset(&age_counters, 0, sizeof age_counters);
+    memset(puts_of, 0, sizeof puts_of);
+    store = memory_store();
+    const struct backoff_policy quick = {10, 20, 1000, max_age_ms};
+    run = new_runner(loop, &age_counters, 0, port, 1, store, &quick);
+}
+
+/* Runs the loop until cb says done (at most 20 s), then closes it all. */
+static void age_run(uv_loop_t *loop, uv_check_cb cb)
+{
+    uv_check_init(loop, &check);
+    uv_check_start(&check, cb);
+    uv_timer_init(loop, &age_give_up);
+    uv_timer_start(&age_give_up, on_age_give_up, 20000, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+    store_close(store);
+}
+
 /* Once tasks 1 and 2 have failed an attempt, the wall clock jumps two hours
  * ahead (an NTP step at a boot whose clock was behind); done when each has
  * failed four times, or two tasks have failed for good. */
@@ -245,13 +271,7 @@ static void test_age_counts_on_the_monotonic_clock(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    int port;
-    srv = loopsrv_start(&loop, busy_routes, NULL, &port);
-    memset(&age_counters, 0, sizeof age_counters);
-    store = memory_store();
-    const struct backoff_policy hour = {10, 20, 1000, 3600000}; /* quick retries, an hour's age */
-    run = new_runner(&loop, &age_counters, 0, port, 1, store, &hour);
+    age_setup(&loop, 3600000); /* an hour's age */
 
     const char *body = "{\"request_id\": %d, \"exchange_rate\": 1, \"bills\": "
                        "[{\"denomination_id\": 1, \"denomination\": 1, \"count\": 1}]}";
@@ -270,19 +290,49 @@ static void test_age_counts_on_the_monotonic_clock(void **state)
         runner_resume(run, parse(text), &v);
     }
 
-    uv_check_init(&loop, &check);
-    uv_check_start(&check, on_age_check);
-    uv_timer_init(&loop, &age_give_up);
-    uv_timer_start(&age_give_up, on_age_give_up, 20000, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    store_close(store);
+    age_run(&loop, on_age_check);
     wall_offset_s = 0;
 
     assert_int_equal(puts_of[3], 1);
     assert_int_equal(age_counters.callbacks_failed, 1); /* 3, too old */
     assert_true(puts_of[1] >= 4 && puts_of[2] >= 4);
     assert_int_equal(age_counters.callbacks_delivered, 0);
+}
+
+static void on_stale_check(uv_check_t *c)
+{
+    (void)c;
+    if (age_counters.callbacks_failed >= 1)
+        age_done();
+}
+
+/* A task resumed while its loop's time is stale (at a start, every stored
+ * task is resumed before the loops run) gets its age from the time it is
+ * resumed: resumed at 600 ms old of a 1 s limit, after its loop stood still
+ * for 600 ms, it is retried until the limit. Before, its age counted from
+ * the stale time and it failed "too old" at its first failed attempt. */
+static void test_resumed_age_counts_from_now(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    age_setup(&loop, 1000); /* 1 s of age */
+    uv_sleep(600); /* the loop's time stands still, as while a start recovers */
+    struct task_view v = {0};
+    v.id = runner_new_id(run);
+    v.state = STATE_RETRYING;
+    v.attempts = 1;
+    v.created_ms = util_wall_ms() - 600;
+    v.next_attempt_ms = v.created_ms;
+    runner_resume(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, \"bills\": "
+                             "[{\"denomination_id\": 1, \"denomination\": 1, \"count\": 1}]}"),
+                  &v);
+    uint64_t t0 = util_now_ms();
+    age_run(&loop, on_stale_check);
+    uint64_t took = util_now_ms() - t0;
+
+    assert_int_equal(age_counters.callbacks_failed, 1); /* too old, in the end */
+    assert_true(puts_of[1] >= 3);                        /* retried first */
+    assert_true(took >= 300);                            /* ~400 ms of age were left */
 }
 
 /* A retry by hand starts a task's age over: its age counts from the last
@@ -332,6 +382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_callback_body),
                                        cmocka_unit_test(test_ids_increase_across_workers),
                                        cmocka_unit_test(test_age_counts_on_the_monotonic_clock),
+                                       cmocka_unit_test(test_resumed_age_counts_from_now),
                                        cmocka_unit_test(test_age_from),
                                        cmocka_unit_test(test_close_drops_waiting)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

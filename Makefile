@@ -32,12 +32,12 @@ LIB_SRC := src/util.c src/output.c src/buf.c src/jsonw.c src/opts.c \
            src/http/server.c src/http/router.c src/http/client.c \
            src/core/money.c src/core/payload.c src/core/deadline.c src/core/delivery.c \
            src/core/runner.c src/core/backoff.c src/store/store.c src/store/walvfs.c \
-           src/store/sqlmem.c
+           src/store/sqlmem.c src/memtrim.c
 EXCHANGED_SRC := src/main.c src/config.c src/worker.c src/api/routes.c src/api/exchange.c \
                  src/api/ops.c src/api/tasks.c
 MAIN_SRC := src/mainsvc/main.c
 UNIT_TESTS := util output buf jsonw opts config router server client money payload deadline delivery runner \
-              backoff store walvfs sqlmem
+              backoff store walvfs sqlmem memtrim
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 EXCHANGED_OBJ := $(EXCHANGED_SRC:%.c=$(BUILD)/%.o)
@@ -78,6 +78,7 @@ WRAP_store := uv_thread_create sqlite3_wal_checkpoint_v2
 WRAP_runner := clock_gettime
 WRAP_client := uv_try_write uv_write
 WRAP_sqlmem := malloc realloc
+WRAP_memtrim := malloc_trim
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka $(foreach f,$(WRAP_$*),-Wl,--wrap=$(f))
 

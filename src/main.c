@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "jsonw.h"
+#include "memtrim.h"
 #include "output.h"
 #include "util.h"
 #include "store/store.h"
@@ -28,6 +29,7 @@ struct app {
     _Atomic int signum;
     uv_async_t done;
     uv_thread_t joiner;
+    struct memtrim trim;
 };
 
 struct recovered {
@@ -67,6 +69,15 @@ static void on_done(uv_async_t *a)
     struct app *app = a->data;
     uv_close((uv_handle_t *)&app->stop, NULL);
     uv_close((uv_handle_t *)&app->done, NULL);
+    memtrim_stop(&app->trim);
+}
+
+/* memtrim's load: what holds memory that a drained load frees. */
+static uint64_t trim_load(void *arg)
+{
+    struct worker_totals t;
+    worker_set_totals(arg, &t);
+    return t.tasks_in_flight + t.sync_in_flight + t.connections_open;
 }
 
 /* On the signal thread: the first stop signal stops the service on its
@@ -192,6 +203,11 @@ int main(int argc, char **argv)
     rc = util_stop_signals_wait(on_stop_signal, &app);
     if (rc != 0) {
         fail("cannot start the signal thread: %s", uv_strerror(rc));
+        return 1;
+    }
+    rc = memtrim_start(&app.trim, loop, MEMTRIM_PERIOD_MS, trim_load, app.workers);
+    if (rc != 0) {
+        fail("cannot start the memory trim timer: %s", uv_strerror(rc));
         return 1;
     }
     /* "listening" once a stop signal is taken too: a supervisor (or a test)

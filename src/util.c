@@ -48,6 +48,14 @@ void *xrealloc(void *p, size_t n)
     return q;
 }
 
+void *xaligned_alloc(size_t align, size_t n)
+{
+    void *p = aligned_alloc(align, n);
+    if (!p)
+        oom(n);
+    return p;
+}
+
 char *xstrndup(const char *s, size_t n)
 {
     char *p = xmalloc(n + 1);

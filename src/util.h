@@ -21,6 +21,8 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);
 void *xrealloc(void *p, size_t n);
+/* aligned_alloc: n a multiple of align, a power of two; free() frees it. */
+void *xaligned_alloc(size_t align, size_t n);
 /* Copy of the first n bytes of s plus a NUL; caller frees. */
 char *xstrndup(const char *s, size_t n);
 

@@ -1,5 +1,6 @@
 /*
- * deadline: a binary min-heap of (due time, item, tag): the one timer
+ * deadline: a 4-ary min-heap of (due time, item, tag), each group of four
+ * children on one cache line (deadline.c says why): the one timer
  * structure of a worker. Each worker drives one uv_timer_t from
  * deadline_peek() (see runner.c): a heap entry costs 16 bytes where a
  * uv_timer_t per bill would cost ~150.

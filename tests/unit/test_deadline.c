@@ -106,10 +106,66 @@ static void test_find_and_remove(void **state)
     deadline_free(&h);
 }
 
+/* Each entry no earlier than its parent, (i - 1) / 4. */
+static int heap_ok(const struct deadline_heap *h)
+{
+    for (size_t i = 1; i < h->len; i++)
+        if (h->v[i].key < h->v[(i - 1) / 4].key)
+            return 0;
+    return 1;
+}
+
+/* Pushes and pops interleaved, the heap checked whole after each step, the
+ * pops against a count of what went in; and each group of four children
+ * (v[4i+1..4i+4]) on one 64-byte line, as the heap grows and shrinks. */
+static void test_interleaved_and_aligned(void **state)
+{
+    (void)state;
+    struct deadline_heap h;
+    deadline_init(&h);
+    srand(11);
+    enum { ROUNDS = 20000, SPAN = 64 };
+    static unsigned in[SPAN]; /* entries due at each time, not yet popped */
+    size_t pushed = 0, popped = 0;
+    uint64_t now = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        int burst = r < ROUNDS / 2 ? 1 + rand() % 4 : rand() % 2; /* grow, then shrink */
+        for (int j = 0; j < burst; j++) {
+            uint64_t due = now + (uint64_t)(rand() % SPAN);
+            deadline_push(&h, due, &in[due % SPAN], (uint32_t)(rand() % 4));
+            in[due % SPAN]++;
+            pushed++;
+        }
+        if (r % 97 == 0)
+            assert_true(heap_ok(&h));
+        assert_int_equal((uintptr_t)(h.v + 1) % 64, 0);
+        uint32_t tag;
+        while (deadline_peek(&h, &now) == 0 && rand() % 3) {
+            assert_ptr_equal(deadline_pop_due(&h, now, &tag), &in[now % SPAN]);
+            assert_true(in[now % SPAN] > 0);
+            in[now % SPAN]--;
+            popped++;
+        }
+    }
+    assert_true(heap_ok(&h));
+    uint64_t due;
+    uint32_t tag;
+    while (deadline_peek(&h, &due) == 0) {
+        deadline_pop_due(&h, due, &tag);
+        in[due % SPAN]--;
+        popped++;
+    }
+    assert_int_equal(popped, pushed);
+    for (int i = 0; i < SPAN; i++)
+        assert_int_equal(in[i], 0);
+    deadline_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_order),
                                        cmocka_unit_test(test_random_many),
-                                       cmocka_unit_test(test_find_and_remove)};
+                                       cmocka_unit_test(test_find_and_remove),
+                                       cmocka_unit_test(test_interleaved_and_aligned)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -169,9 +169,9 @@ def test_json_content_type_variants(start_service):
 
 def test_memory_is_given_back_once_a_load_drains(start_service, main_service):
     """15,000 tasks held in flight for 5 s, then delivered: once the load has
-    fallen below a quarter of its peak, the service hands its heap's free
+    settled at half its peak or less, the service hands its heap's free
     pages back (malloc_trim) and says so. Before, the RSS a load took stayed
-    for good (300,000 tasks: ~65 MB after all were delivered, 24 with the
+    for good (300,000 tasks: 65-83 MB after all were delivered, 24 with the
     trim). The sanitizers' allocators keep freed memory to themselves, so the
     RSS is checked on the plain build only."""
     svc = start_service("--latency", "5-5", "--bill-log", "0")
@@ -183,7 +183,7 @@ def test_memory_is_given_back_once_a_load_drains(start_service, main_service):
     m = svc.err.wait(r"event=memory_trimmed load=(\d+) peak=(\d+) rss_kib_before=(\d+) "
                      r"rss_kib_after=(\d+) took_ms=\d+", timeout=60)[0]
     load, peak, before, after = (int(x) for x in m.groups())
-    assert peak >= 10000 and load <= peak // 4, m.group(0)
+    assert peak >= 10000 and load <= peak // 2, m.group(0)
     if "asan" not in BUILD and "tsan" not in BUILD:
         assert after < before - 1024, m.group(0)
     health = json.loads(request(svc.port, "GET", "/health")[2])

@@ -46,7 +46,7 @@ static void on_tick(uv_timer_t *t)
     m->trims++;
     log_info("event=memory_trimmed load=%" PRIu64 " peak=%" PRIu64 " rss_kib_before=%" PRIu64
              " rss_kib_after=%" PRIu64 " took_ms=%" PRIu64,
-             now, peak > now ? peak : now, before, rss_kib(), took);
+             now, peak, before, rss_kib(), took); /* a trim is due only below the peak */
 }
 
 int memtrim_start(struct memtrim *m, uv_loop_t *loop, uint64_t period_ms,

@@ -3,15 +3,15 @@
  * drained.
  *
  * glibc's malloc keeps what a load freed: 300,000 tasks in flight took the
- * service from 12 to ~90 MB, and once they were all delivered it stayed at
- * ~65 MB for good. malloc_trim(0) hands the free pages of every arena back
- * (65 -> 24 MB there). A timer on the main loop looks at the load (tasks in
+ * service from 12 to 82-87 MB, and once they were all delivered it stayed
+ * at 65-83 MB for good. malloc_trim(0) hands the free pages of every arena
+ * back (24 MB there). A timer on the main loop looks at the load (tasks in
  * flight, sync requests, open connections) once every MEMTRIM_PERIOD_MS and
  * trims once it has settled (it fell by less than MEMTRIM_MIN_DROP / 10
  * since the last look) at half its peak since the last trim or less, by at
  * least MEMTRIM_MIN_DROP: once after a burst has drained, once a backlog
  * has drained to a steadier load, never under a steady load nor during a
- * drain. A trim takes 10-40 ms with a large heap (each free chunk's pages
+ * drain. A trim takes 15-70 ms with a large heap (each free chunk's pages
  * are handed back by madvise, its arena locked meanwhile); the load that
  * freed the memory is over by then. Each trim is logged (event=memory_trimmed,
  * with the RSS before and after, and its time).

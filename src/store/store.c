@@ -93,6 +93,8 @@ struct store {
     uint64_t last_sub_ms;      /* writer thread only: monotonic, last turn with submissions */
     uint64_t last_purge_ms;
     uint64_t purge_after; /* writer thread only: the purge's pass goes on past this id */
+    uint64_t purge_after_committed; /* writer thread only: purge_after as of the last commit */
+    uint64_t purged_uncommitted;    /* writer thread only: rows the open transaction deleted */
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
         *st_purge_scan, *st_purge, *st_list[5], *st_begin, *st_commit;
     _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged, stat_catch_ups,
@@ -619,8 +621,8 @@ static void purge(struct store *s)
             deleted += sqlite3_changes(s->db);
         sqlite3_reset(s->st_purge);
     }
-    if (deleted > 0) {
-        atomic_fetch_add(&s->stat_purged, (uint64_t)deleted);
+    if (deleted > 0) { /* counted once committed (commit_or_roll_back) */
+        s->purged_uncommitted += (uint64_t)deleted;
         s->last_purge_ms = 0; /* more may be waiting: go on at the next turn */
     }
 }
@@ -728,6 +730,50 @@ static void commit_failed(struct store *s, const char *error)
     s->fail_logged_ms = now;
 }
 
+/* Commits the writer's transaction (a batch, or an idle run of the purge):
+ * 0; or -1 once it is rolled back (a full disk, a file moved: a commit that
+ * fails may leave its transaction open, and the next BEGIN would then fail
+ * for good). A failed fsync ends the process. The purge's deletions count,
+ * and its pass moves on, only with a commit. */
+static int commit_or_roll_back(struct store *s)
+{
+    int rc = atomic_load(&s->fault_full) ? SQLITE_FULL
+             : file_moved(s)             ? SQLITE_READONLY_DBMOVED
+                                         : step_once(s->st_commit);
+    if (rc == SQLITE_OK) {
+        atomic_fetch_add(&s->stat_commits, 1);
+        atomic_fetch_add(&s->stat_purged, s->purged_uncommitted);
+        s->purged_uncommitted = 0;
+        s->purge_after_committed = s->purge_after;
+        if (s->fails) {
+            log_info("event=store_commit_recovered failed_commits=%" PRIu64, s->fails);
+            s->fails = 0;
+        }
+        return 0;
+    }
+    int ext = rc == SQLITE_FULL ? SQLITE_FULL : sqlite3_extended_errcode(s->db);
+    if (ext == SQLITE_IOERR_FSYNC || ext == SQLITE_IOERR_DIR_FSYNC) {
+        /* A failed fsync cannot be trusted to have written anything:
+         * stop, and let the next start recover from what is on disk. */
+        char q[512];
+        log_error("event=store_fsync_failed error=%s: stopping",
+                  util_quote(q, sizeof q, sqlite3_errmsg(s->db)));
+        output_flush(1000);
+        _exit(70);
+    }
+    if (rc != SQLITE_READONLY_DBMOVED) /* said once, by file_moved */
+        commit_failed(s, rc == SQLITE_FULL && atomic_load(&s->fault_full)
+                             ? "database or disk is full (fault seam)"
+                             : sqlite3_errmsg(s->db));
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->purged_uncommitted) { /* undone: the pass goes over those rows again, in a second */
+        s->purged_uncommitted = 0;
+        s->purge_after = s->purge_after_committed;
+        s->last_purge_ms = util_wall_ms();
+    }
+    return -1;
+}
+
 /* Runs one batch in one transaction. */
 static void run_batch(struct store *s, struct op *ops)
 {
@@ -749,35 +795,11 @@ static void run_batch(struct store *s, struct op *ops)
     }
     if (began) {
         purge(s);
-        int rc = atomic_load(&s->fault_full) ? SQLITE_FULL
-                 : file_moved(s)             ? SQLITE_READONLY_DBMOVED
-                                             : step_once(s->st_commit);
-        if (rc != SQLITE_OK) {
-            int ext = rc == SQLITE_FULL ? SQLITE_FULL : sqlite3_extended_errcode(s->db);
-            if (ext == SQLITE_IOERR_FSYNC || ext == SQLITE_IOERR_DIR_FSYNC) {
-                /* A failed fsync cannot be trusted to have written anything:
-                 * stop, and let the next start recover from what is on disk. */
-                char q[512];
-                log_error("event=store_fsync_failed error=%s: stopping",
-                          util_quote(q, sizeof q, sqlite3_errmsg(s->db)));
-                output_flush(1000);
-                _exit(70);
-            }
-            if (rc != SQLITE_READONLY_DBMOVED) /* said once, by file_moved */
-                commit_failed(s, rc == SQLITE_FULL && atomic_load(&s->fault_full)
-                                     ? "database or disk is full (fault seam)"
-                                     : sqlite3_errmsg(s->db));
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        if (commit_or_roll_back(s) != 0) {
             delta = 0;
             for (struct op *op = ops; op; op = op->next)
                 if (op->kind != OP_GET && op->kind != OP_LIST)
                     op->status = STORE_E_IO;
-        } else {
-            atomic_fetch_add(&s->stat_commits, 1);
-            if (s->fails) {
-                log_info("event=store_commit_recovered failed_commits=%" PRIu64, s->fails);
-                s->fails = 0;
-            }
         }
     }
     s->active = (uint64_t)((int64_t)s->active + delta);
@@ -1029,7 +1051,10 @@ static void writer_main(void *arg)
         } else if (!stopping) {
             if (step_once(s->st_begin) == SQLITE_OK) {
                 purge(s);
-                step_once(s->st_commit);
+                if (s->purged_uncommitted)
+                    commit_or_roll_back(s);
+                else if (step_once(s->st_commit) != SQLITE_OK) /* it wrote nothing, but */
+                    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* never left open */
             }
         }
         uv_mutex_unlock(&s->db_lock);

@@ -917,6 +917,45 @@ static void test_purge_counts_from_the_end(void **state)
     close_store(s);
 }
 
+/* A purge whose commit fails (a full disk) is undone whole: the rows stay,
+ * nothing is counted, and the next purge after the disk has room deletes
+ * them. Both ways a purge runs: in a batch's transaction (a read here) and
+ * in the writer's own when idle (once a second). Before, the idle one
+ * ignored its commit's failure (SQLite may leave such a transaction open,
+ * and then every later BEGIN fails: the seam's failed commit leaves it
+ * open), and a batch's counted its deletions before the commit failed. */
+static void test_purge_undone_by_a_failed_commit(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 300); /* ids 1..3 are ancient (ms << 20) */
+    for (uint64_t id = 1; id <= 3; id++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "\"u%d\"", (int)id);
+        assert_int_equal(submit(s, id, rid, P1, NULL), STORE_OK);
+        UPDATE(s, id, STATE_SUCCEEDED, 1, 0, NULL, NULL, 0);
+    }
+    assert_int_equal(get_status(s, 3), STORE_OK); /* a read writes the updates before it */
+    uint64_t ended = util_now_ms();
+    store_fault_set_full(s, 1);
+    assert_true(util_now_ms() - ended < 300); /* not purged yet: ended too recently */
+    usleep(1500 * 1000); /* past the retention, and an idle purge (once a second) */
+    for (uint64_t id = 1; id <= 3; id++)
+        assert_int_equal(get_status(s, id), STORE_OK); /* a batch's purge, undone too */
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.purged, 0);
+    store_fault_set_full(s, 0);
+    assert_int_equal(submit(s, 4, "\"u4\"", P1, NULL), STORE_OK); /* the writer goes on */
+    for (int i = 0; i < 1000 && get_status(s, 3) != STORE_E_NOTFOUND; i++)
+        usleep(5000);
+    for (uint64_t id = 1; id <= 3; id++)
+        assert_int_equal(get_status(s, id), STORE_E_NOTFOUND);
+    store_stats_read(s, &st);
+    assert_int_equal(st.purged, 3);
+    close_store(s);
+}
+
 /* A purge run looks at a few rows (purge_scan), from where the last stopped:
  * old tasks not ended (a backlog retrying while the main service is down)
  * are stepped over in pieces. Every ended task is still found, those past the
@@ -1277,6 +1316,7 @@ int main(void)
         cmocka_unit_test_teardown(test_purge, close_each),
         cmocka_unit_test_teardown(test_purge_counts_from_the_end, close_each),
         cmocka_unit_test_teardown(test_purge_walks_in_pieces, close_each),
+        cmocka_unit_test_teardown(test_purge_undone_by_a_failed_commit, close_each),
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),

@@ -91,7 +91,8 @@ struct store {
     struct op *upd_head, *upd_tail; /* writer thread only: updates not yet written */
     struct deadline_heap held; /* writer thread only: outcomes held back, by task id */
     uint64_t last_sub_ms;      /* writer thread only: monotonic, last turn with submissions */
-    uint64_t last_purge_ms;
+    uint64_t last_purge_ms;    /* on purge_clock */
+    uint64_t wall0, mono0;     /* the wall and monotonic clocks at the open (purge_clock) */
     uint64_t purge_after; /* writer thread only: the purge's pass goes on past this id */
     uint64_t purge_after_committed; /* writer thread only: purge_after as of the last commit */
     uint64_t purged_uncommitted;    /* writer thread only: rows the open transaction deleted */
@@ -586,9 +587,22 @@ static void do_list(struct store *s, struct op *op)
  * a pass walks the ids from the oldest and goes on from where the last run
  * stopped. A task ends after it was made and ids are time-ordered (runner.c),
  * so only ids made before the cutoff can match: the pass ends there. */
+/* The purge's now: the wall clock, but never ahead of the wall clock at the
+ * open plus the time since on the monotonic clock. A wall clock stepped
+ * forward while running (an NTP step at a boot whose clock was behind, a
+ * date set by hand) would otherwise make every ended task look older by the
+ * step, and a step past --retention purged them all at once; held back, the
+ * tasks that ended before it are kept their whole retention (those that end
+ * after it are stamped ahead, and kept longer until the next start). */
+static uint64_t purge_clock(const struct store *s)
+{
+    uint64_t wall = util_wall_ms(), ran = s->wall0 + (util_now_ms() - s->mono0);
+    return wall < ran ? wall : ran;
+}
+
 static void purge(struct store *s)
 {
-    uint64_t now = util_wall_ms();
+    uint64_t now = purge_clock(s);
     if (now - s->last_purge_ms < (s->cfg.purge_every_ms ? s->cfg.purge_every_ms : PURGE_EVERY_MS))
         return;
     s->last_purge_ms = now;
@@ -769,7 +783,7 @@ static int commit_or_roll_back(struct store *s)
     if (s->purged_uncommitted) { /* undone: the pass goes over those rows again, in a second */
         s->purged_uncommitted = 0;
         s->purge_after = s->purge_after_committed;
-        s->last_purge_ms = util_wall_ms();
+        s->last_purge_ms = purge_clock(s);
     }
     return -1;
 }
@@ -1341,6 +1355,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
 {
     struct store *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
+    s->wall0 = util_wall_ms();
+    s->mono0 = util_now_ms();
     if (!s->cfg.hold_quiet_ms)
         s->cfg.hold_quiet_ms = HOLD_QUIET_MS;
     deadline_init(&s->held);

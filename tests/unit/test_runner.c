@@ -16,18 +16,8 @@
 #include "../../src/core/runner.h"
 #include "../../src/util.h"
 #include "loopsrv.h"
+#include "wallclock.h"
 
-/* The wall clock as the code under test sees it (-Wl,--wrap=clock_gettime):
- * CLOCK_REALTIME moved by wall_offset_s; the monotonic clocks as they are. */
-static _Atomic long wall_offset_s; /* the store's writer thread reads it too */
-int __real_clock_gettime(clockid_t clock, struct timespec *ts);
-int __wrap_clock_gettime(clockid_t clock, struct timespec *ts)
-{
-    int rc = __real_clock_gettime(clock, ts);
-    if (rc == 0 && clock == CLOCK_REALTIME)
-        ts->tv_sec += atomic_load(&wall_offset_s);
-    return rc;
-}
 
 static char got[1024];
 static int received;

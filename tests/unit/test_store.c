@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 
 #include "../../src/store/store.h"
 #include "../../src/util.h"
+#include "wallclock.h"
 
 static char dir[] = "/tmp/exchanged-store-XXXXXX";
 static char path[256], spec[300];
@@ -111,11 +113,12 @@ static void close_store(struct store *s)
     open_now = NULL;
 }
 
-/* After each test: what a failed one left open, and its tuning. */
+/* After each test: what a failed one left open, its tuning, its clock. */
 static void ckpt_release(void);
 static int close_each(void **state)
 {
     (void)state;
+    atomic_store(&wall_offset_s, 0);
     ckpt_release();
     if (open_now)
         close_store(open_now);
@@ -886,19 +889,20 @@ static int get_status(struct store *s, uint64_t id)
     return status;
 }
 
-/* The retention counts from a task's end, not from its making: a task made
- * long ago that ends now (a retry by hand days later, a long latency) is
- * kept the retention from now. It was purged at the next second before. */
-static void test_purge_counts_from_the_end(void **state)
+/* A task that ends now (an ancient id: made long ago) is kept the retention
+ * (300 ms) through the purges that run meanwhile, then purged; with the wall
+ * clock stepped forward step_s right after it ended. */
+static void check_kept_its_retention(long step_s)
 {
-    (void)state;
     unlink(path);
     struct store *s = open_store(10, 300); /* id 1 is ancient (ms << 20) */
     assert_int_equal(submit(s, 1, "\"e1\"", P1, NULL), STORE_OK);
     UPDATE(s, 1, STATE_SUCCEEDED, 1, 0, NULL, NULL, 0);
+    assert_int_equal(get_status(s, 1), STORE_OK); /* a read writes the update before it */
     uint64_t ended = util_now_ms();
+    atomic_store(&wall_offset_s, step_s);
     for (int i = 0; i < 3; i++) { /* the purge runs every 1 ms here */
-        usleep(5000);
+        usleep(20000);
         assert_int_equal(get_status(s, 1), STORE_OK); /* ended just now: kept */
     }
     assert_true(util_now_ms() - ended < 300); /* else this proved nothing */
@@ -915,6 +919,23 @@ static void test_purge_counts_from_the_end(void **state)
     store_stats_read(s, &st);
     assert_int_equal(st.purged, 1);
     close_store(s);
+}
+
+/* The retention counts from a task's end, not from its making: a task made
+ * long ago that ends now (a retry by hand days later, a long latency) is
+ * kept the retention from now. It was purged at the next second before. */
+static void test_purge_counts_from_the_end(void **state)
+{
+    (void)state;
+    check_kept_its_retention(0);
+}
+
+/* A wall clock stepped forward an hour while running purges nothing early.
+ * Before, the step made the task an hour old, and the next purge took it. */
+static void test_purge_holds_a_clock_stepped_forward(void **state)
+{
+    (void)state;
+    check_kept_its_retention(3600);
 }
 
 /* A purge whose commit fails (a full disk) is undone whole: the rows stay,
@@ -1317,6 +1338,7 @@ int main(void)
         cmocka_unit_test_teardown(test_purge_counts_from_the_end, close_each),
         cmocka_unit_test_teardown(test_purge_walks_in_pieces, close_each),
         cmocka_unit_test_teardown(test_purge_undone_by_a_failed_commit, close_each),
+        cmocka_unit_test_teardown(test_purge_holds_a_clock_stepped_forward, close_each),
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),

@@ -207,6 +207,14 @@ static void append_breakdown(struct buf *b, const struct exchange *ex, int compa
 
 static void deliver(struct task *t);
 
+/* Whether a callback attempt at loop time at would be past --retry-max-age
+ * (on the loop's monotonic clock: a wall clock set forward or back while
+ * running changes no task's age). */
+static int too_old(const struct task *t, uint64_t at)
+{
+    return (int64_t)at - t->born_ms > (int64_t)t->r->cfg.backoff.max_age_ms;
+}
+
 /* How long the main service counts as failing after a callback that failed
  * and may be retried: the first retry's ceiling, at most a second. */
 static uint64_t failing_ms(const struct runner *r)
@@ -308,9 +316,8 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         why = "not retryable";
     else if (t->attempts >= p->max_attempts)
         why = "attempts exhausted";
-    else if ((int64_t)(uv_now(r->loop) + delay) - t->born_ms > (int64_t)p->max_age_ms)
-        why = "too old"; /* on the loop's monotonic clock: a wall clock set forward or
-                            back while running changes no task's age */
+    else if (too_old(t, uv_now(r->loop) + delay))
+        why = "too old";
     if (why) {
         ST_ADD(callbacks_failed, 1);
         log_warn("event=callback_failed task=%s request_id=%s attempts=%u status=%ld "
@@ -363,7 +370,7 @@ static int wait_while_failing(struct runner *r, struct task *t)
                          ? failing_ms(r) + rng_next(r) % (failing_ms(r) + 1)
                          : backoff_delay_ms(p, (uint32_t)t->attempts + t->waits + 1u,
                                             rng_next(r), -1);
-    if ((int64_t)(now + delay) - t->born_ms > (int64_t)p->max_age_ms)
+    if (too_old(t, now + delay))
         return 0;
     if (!r->unknown && t->waits < UINT8_MAX)
         t->waits++;

@@ -582,11 +582,6 @@ static void do_list(struct store *s, struct op *op)
     op->status = rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : STORE_E_IO;
 }
 
-/* Deletes tasks that ended more than the retention ago (updated_ms is when a
- * task ended), at most PURGE_BATCH a run, looking at PURGE_SCAN rows at most:
- * a pass walks the ids from the oldest and goes on from where the last run
- * stopped. A task ends after it was made and ids are time-ordered (runner.c),
- * so only ids made before the cutoff can match: the pass ends there. */
 /* The purge's now: the wall clock, but never ahead of the wall clock at the
  * open plus the time since on the monotonic clock. A wall clock stepped
  * forward while running (an NTP step at a boot whose clock was behind, a
@@ -600,6 +595,11 @@ static uint64_t purge_clock(const struct store *s)
     return wall < ran ? wall : ran;
 }
 
+/* Deletes tasks that ended more than the retention ago (updated_ms is when a
+ * task ended), at most PURGE_BATCH a run, looking at PURGE_SCAN rows at most:
+ * a pass walks the ids from the oldest and goes on from where the last run
+ * stopped. A task ends after it was made and ids are time-ordered (runner.c),
+ * so only ids made before the cutoff can match: the pass ends there. */
 static void purge(struct store *s)
 {
     uint64_t now = purge_clock(s);

@@ -17,21 +17,23 @@ double money_subtotal(double denomination, double count, double rate)
  * the printf/strtod routines whenever the scaled value is too large for the
  * argument below to hold.
  *
- * round2: y = fl(|x| * 100) is within half an ulp of the exact |x| * 100;
+ * scaled2: y = fl(|x| * 100) is within half an ulp of the exact |x| * 100;
  * for y < 2^40 that is below 2^-13, so when y's fraction is farther than
- * 1e-3 from one half the exact value rounds the same way, and the nearest
- * double to the decimal r/100 is the IEEE quotient r / 100.0 (r and 100 are
- * exact, division is correctly rounded): what strtod of "%.2f" gives.
+ * 1e-3 from one half the exact value rounds the same way: to r, the integer
+ * that printf's exact "%.2f" of |x| shows (its digits, without the point).
+ * round2: the nearest double to the decimal r/100 is the IEEE quotient
+ * r / 100.0 (r and 100 are exact, division is correctly rounded): what
+ * strtod of "%.2f" gives.
  */
-static int round2_fast(double x, double *out)
+static int scaled2_fast(double x, uint64_t *r)
 {
-    double a = fabs(x), y = a * 100.0;
+    double y = fabs(x) * 100.0;
     if (!(y < 1099511627776.0)) /* 2^40; also NaN */
         return 0;
     double f = floor(y), frac = y - f;
     if (fabs(frac - 0.5) < 1e-3)
         return 0;
-    *out = copysign((frac < 0.5 ? f : f + 1.0) / 100.0, x);
+    *r = (uint64_t)f + (frac > 0.5);
     return 1;
 }
 
@@ -39,22 +41,12 @@ double money_round2(double x)
 {
     if (x == 0.0 || !isfinite(x))
         return x;
-    double r;
-    if (round2_fast(x, &r))
-        return r;
+    uint64_t r;
+    if (scaled2_fast(x, &r))
+        return copysign((double)r / 100.0, x);
     char tmp[MONEY_FMT_MAX];
     snprintf(tmp, sizeof tmp, "%.2f", x);
     return strtod(tmp, NULL);
-}
-
-size_t money_format_2f(double x, char *out, size_t size)
-{
-    if (isnan(x))
-        return (size_t)snprintf(out, size, "nan");
-    if (isinf(x))
-        return (size_t)snprintf(out, size, x < 0 ? "-inf" : "inf");
-    int n = snprintf(out, size, "%.2f", x);
-    return n < 0 ? 0 : (size_t)n;
 }
 
 /* Writes the decimal digits of v (< 10^19) ending at end; returns the start. */
@@ -65,6 +57,29 @@ static char *digits_back(uint64_t v, char *end)
         v /= 10;
     } while (v);
     return end;
+}
+
+size_t money_format_2f(double x, char *out, size_t size)
+{
+    if (isnan(x))
+        return (size_t)snprintf(out, size, "nan");
+    if (isinf(x))
+        return (size_t)snprintf(out, size, x < 0 ? "-inf" : "inf");
+    uint64_t r;
+    if (size >= 24 && scaled2_fast(x, &r)) { /* printf's sign: "-0.00" for -0.001 and -0.0 */
+        char tmp[24], *end = tmp + sizeof tmp, *p = digits_back(r / 100, end - 3);
+        end[-3] = '.';
+        end[-2] = (char)('0' + r / 10 % 10);
+        end[-1] = (char)('0' + r % 10);
+        if (signbit(x))
+            *--p = '-';
+        size_t n = (size_t)(end - p);
+        memcpy(out, p, n);
+        out[n] = '\0';
+        return n;
+    }
+    int n = snprintf(out, size, "%.2f", x);
+    return n < 0 ? 0 : (size_t)n;
 }
 
 static const double pow10_tab[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,

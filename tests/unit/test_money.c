@@ -121,6 +121,49 @@ static double shaped(void)
     }
 }
 
+/* money_format_2f against printf's "%.2f" itself (NaN and the infinities
+ * aside: Python spells them nan and inf). */
+static void check_2f(double x)
+{
+    if (!isfinite(x))
+        return;
+    char fast[MONEY_FMT_MAX], ref[MONEY_FMT_MAX];
+    size_t n = money_format_2f(x, fast, sizeof fast);
+    snprintf(ref, sizeof ref, "%.2f", x);
+    if (strcmp(fast, ref) != 0 || n != strlen(ref))
+        fail_msg("2f(%a): fast %s (%zu), reference %s", x, fast, n, ref);
+}
+
+static void test_2f_shapes(void **state)
+{
+    (void)state;
+    static const double cases[] = {0.0, -0.0, -0.001, 0.001, 0.004999, 0.005, 0.015, 0.125,
+                                   0.375, 2.675, 1.005, 99.995, 99.994999, 3775.0, 1e9 + 0.5,
+                                   10995116277.75, 10995116277.76, 1e12, -1e12, 1e300, 5e-324};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_2f(cases[i]);
+    for (int k = 0; k < 20000; k++) { /* every half-cent of 0-200 and its neighbours */
+        double x = ((double)k + 0.5) / 100.0;
+        check_2f(x);
+        check_2f(nextafter(x, 0.0));
+        check_2f(nextafter(x, 1e9));
+        check_2f(-x);
+    }
+    char out[MONEY_FMT_MAX];
+    assert_int_equal(money_format_2f(-0.0, out, sizeof out), 5);
+    assert_string_equal(out, "-0.00");
+    money_format_2f(0.125, out, sizeof out); /* an exact tie: to even */
+    assert_string_equal(out, "0.12");
+    money_format_2f(2.675, out, sizeof out);
+    assert_string_equal(out, "2.67");
+    money_format_2f(1234567.891, out, sizeof out);
+    assert_string_equal(out, "1234567.89");
+    money_format_2f(0.0 / 0.0, out, sizeof out);
+    assert_string_equal(out, "nan");
+    money_format_2f(-1.0 / 0.0, out, sizeof out);
+    assert_string_equal(out, "-inf");
+}
+
 static void test_fast_paths_match_reference(void **state)
 {
     (void)state;
@@ -134,6 +177,7 @@ static void test_fast_paths_match_reference(void **state)
         double r = money_round2(x), want = round2_reference(x);
         if (memcmp(&r, &want, sizeof r) != 0 && !(isnan(r) && isnan(want)))
             fail_msg("round2(%a): fast %a, reference %a", x, r, want);
+        check_2f(x);
     }
 }
 
@@ -143,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_python_table),
         cmocka_unit_test(test_repr_shapes),
         cmocka_unit_test(test_round_ties),
+        cmocka_unit_test(test_2f_shapes),
         cmocka_unit_test(test_fast_paths_match_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -104,6 +104,8 @@ struct store {
     _Atomic int fault_full;
     uint64_t fails;          /* writer thread only: commits failed since the last that passed */
     uint64_t fail_logged_ms; /* writer thread only: when the last of them was logged */
+    /* for store_stats: fails as the writer last set it, every failure, the last one's time */
+    _Atomic uint64_t stat_fails, stat_commit_failures, stat_last_fail_ms;
     _Atomic int file_moved; /* the database file was deleted or replaced: writes refused */
     /* ids cancelled by this process, for runners to drop */
     uv_mutex_t cancel_lock;
@@ -735,6 +737,9 @@ static void commit_failed(struct store *s, const char *error)
 {
     uint64_t now = util_now_ms();
     s->fails++;
+    atomic_store_explicit(&s->stat_last_fail_ms, now, memory_order_relaxed);
+    atomic_store_explicit(&s->stat_fails, s->fails, memory_order_release); /* after its time */
+    atomic_fetch_add_explicit(&s->stat_commit_failures, 1, memory_order_relaxed);
     if (s->fails > 1 && now - s->fail_logged_ms < COMMIT_FAIL_LOG_MS)
         return;
     char q[512];
@@ -762,6 +767,7 @@ static int commit_or_roll_back(struct store *s)
         if (s->fails) {
             log_info("event=store_commit_recovered failed_commits=%" PRIu64, s->fails);
             s->fails = 0;
+            atomic_store_explicit(&s->stat_fails, 0, memory_order_relaxed);
         }
         return 0;
     }
@@ -1323,6 +1329,11 @@ void store_stats_read(struct store *s, struct store_stats *out)
     out->wal_frames = atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed);
     out->cache_bytes = atomic_load_explicit(&s->stat_cache_bytes, memory_order_relaxed);
     out->checkpoints = atomic_load_explicit(&s->ckpt_passes, memory_order_relaxed);
+    out->commit_failures = atomic_load_explicit(&s->stat_commit_failures, memory_order_relaxed);
+    out->failing_commits = atomic_load_explicit(&s->stat_fails, memory_order_acquire);
+    uint64_t hold = s->cfg.failing_hold_ms ? s->cfg.failing_hold_ms : STORE_FAILING_HOLD_MS;
+    uint64_t last = atomic_load_explicit(&s->stat_last_fail_ms, memory_order_relaxed);
+    out->failing = out->file_moved || (out->failing_commits && util_now_ms() - last < hold);
 }
 
 void store_fault_set_full(struct store *s, int on)

@@ -86,7 +86,16 @@ struct store_config {
                                 (0: 20 ms) */
     uint64_t wal_max_frames; /* WAL frames past which the writer checkpoints (0: 8192) */
     uint64_t purge_scan;     /* rows one purge run looks at, at most (0: 5000) */
+    uint64_t failing_hold_ms; /* how long a failed commit keeps store_stats.failing set
+                                 when no commit follows (0: STORE_FAILING_HOLD_MS) */
 };
+
+/* A failed commit with no commit passing since keeps the store counted as
+ * failing (store_stats.failing, /health's 503) this long: under load every
+ * batch fails again and renews it; an idle store goes back to "ok" after it,
+ * so that a health check that took the service out of rotation lets traffic
+ * find out whether the disk has room again. */
+#define STORE_FAILING_HOLD_MS 10000
 
 /* One task as stored. Strings are owned by the view (see store_view_free). */
 struct task_view {
@@ -200,6 +209,10 @@ struct store_stats {
     uint64_t wal_catch_ups; /* checkpoints the writer ran to keep the WAL short */
     uint64_t cache_bytes; /* the writer's page cache after the last commit */
     int file_moved;       /* the database file left its path while open: writes refused */
+    uint64_t commit_failures; /* commits failed since the start (a full disk, mostly) */
+    uint64_t failing_commits; /* commits failed since the last that passed */
+    int failing;          /* new tasks are refused (503): the file moved, or a commit failed
+                             within failing_hold_ms with none passing since */
 };
 void store_stats_read(struct store *s, struct store_stats *out);
 

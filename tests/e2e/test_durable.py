@@ -123,8 +123,9 @@ def test_database_deleted_while_running(start_service, main_service, tmp_path):
         503, "1", {"detail": "The task store cannot take the request now; retry later"})
     assert submit(svc, "refused-too")[0] == 503
     svc.err.wait(rf'event=store_file_moved path="{path}" error="the database file was deleted')
-    health = json.loads(request(svc.port, "GET", "/health")[2])
-    assert health["store"]["file_moved"] is True
+    status, _, body = request(svc.port, "GET", "/health")
+    health = json.loads(body)  # out of rotation until a restart
+    assert (status, health["status"], health["store"]["file_moved"]) == (503, "failing", True)
     main_service.out.wait(r'"request_id": "in-flight"')
     assert svc.stop() == 0
     assert svc.err.count(r"event=store_file_moved ") == 1
@@ -781,6 +782,11 @@ def test_full_disk_answers_503_and_recovers(tiny_fs, start_service, main_service
     first = refused[0]
     status, headers, body = submit(svc, f"full-{first}")
     assert status == 503 and headers["retry-after"] == "1"
+    status, _, body = request(svc.port, "GET", "/health")  # a health check sees it too
+    store = json.loads(body)["store"]
+    assert (status, json.loads(body)["status"]) == (503, "failing")
+    assert store["failing_commits"] >= len(refused) + 1
+    assert store["commit_failures"] == store["failing_commits"]
     full_for = time.monotonic() - began
     filler.unlink()  # space returns: acceptance resumes without a restart
     status, _, body = submit(svc, "after-full")
@@ -790,6 +796,10 @@ def test_full_disk_answers_503_and_recovers(tiny_fs, start_service, main_service
     assert n >= len(refused) + 1
     logged = svc.err.count(r"event=store_commit_failed ")
     assert 1 <= logged <= 1 + int(full_for), (logged, full_for)
+    status, _, body = request(svc.port, "GET", "/health")
+    store = json.loads(body)["store"]
+    assert (status, json.loads(body)["status"], store["failing_commits"]) == (200, "ok", 0)
+    assert store["commit_failures"] == n
     main_service.out.wait(r'^result .*"after-full"')
     accepted = [f"full-{i}" for i, s in enumerate(statuses) if s == 200]
     for rid in accepted + ["before-full"]:  # nothing acknowledged was lost

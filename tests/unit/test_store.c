@@ -84,7 +84,7 @@ static void wait_for(struct answer *a)
 }
 
 /* hold_ms, hold_quiet_ms and wal_max_frames of the next open_store (0: the defaults) */
-static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan; } tune;
+static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold; } tune;
 /* the store open_store opened and close_store has not closed: after a failed
  * test, close_each closes it, so that the next test's loop is not held open */
 static struct store *open_now;
@@ -92,7 +92,8 @@ static struct store *open_now;
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
     struct store_config cfg = {spec,          "full",        max_active,   retention_ms, 1,
-                               tune.hold_ms, tune.quiet_ms, tune.wal_max, tune.purge_scan};
+                               tune.hold_ms, tune.quiet_ms, tune.wal_max, tune.purge_scan,
+                               tune.failing_hold};
     char err[256];
     struct store *s = store_open(&cfg, err, sizeof err);
     if (!s)
@@ -836,7 +837,7 @@ static void test_migration_from_v1(void **state)
     /* a database from a newer version is refused, and left as it is */
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "database schema version 6 is newer than this program's (5)"));
@@ -1065,22 +1066,49 @@ static void test_memory_store_cache_is_bounded(void **state)
     answer_free(&a);
 }
 
+/* A full disk: the batch is refused whole, and the stats say the store is
+ * failing (/health's 503) while commits fail, for failing_hold_ms after the
+ * last failure when none follows (an idle service is let back into
+ * rotation to find out), and no longer once a commit passes. */
 static void test_full_disk_fault(void **state)
 {
     (void)state;
     unlink(path);
+    memset(&tune, 0, sizeof tune);
+    tune.failing_hold = 300;
     struct store *s = open_store(10, 86400000);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 0);
     store_fault_set_full(s, 1);
     assert_int_equal(submit(s, 1, "\"f\"", P1, NULL), STORE_E_IO);
     struct answer a = get(s, 1);
     assert_int_equal(a.status, STORE_E_NOTFOUND); /* nothing half-written */
     answer_free(&a);
+    assert_int_equal(submit(s, 1, "\"f\"", P1, NULL), STORE_E_IO);
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 1);
+    assert_true(st.failing_commits >= 2); /* the submits' and the read's batches */
+    assert_int_equal(st.commit_failures, st.failing_commits);
+    uint64_t failures = st.commit_failures;
+    uint64_t failed = util_now_ms();
+    usleep(450 * 1000); /* no commit tried since: past the hold, an idle purge or two */
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 0);
+    assert_int_equal(st.failing_commits, failures); /* ... which decided nothing */
+    assert_true(util_now_ms() - failed >= 300);
+    assert_int_equal(submit(s, 1, "\"f\"", P1, NULL), STORE_E_IO); /* still full */
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 1);
     store_fault_set_full(s, 0);
     assert_int_equal(submit(s, 1, "\"f\"", P1, NULL), STORE_OK);
-    struct store_stats st;
     store_stats_read(s, &st);
     assert_int_equal(st.active, 1);
+    assert_int_equal(st.failing, 0);
+    assert_int_equal(st.failing_commits, 0);
+    assert_int_equal(st.commit_failures, failures + 1);
     close_store(s);
+    memset(&tune, 0, sizeof tune);
 }
 
 /* The database file deleted while open: what was stored can still be read,
@@ -1115,6 +1143,7 @@ static void test_file_moved(void **state)
         struct store_stats st;
         store_stats_read(s, &st);
         assert_int_equal(st.file_moved, 1);
+        assert_int_equal(st.failing, 1); /* for good: /health answers 503 until a restart */
         assert_int_equal(st.active, 1);
         close_store(s);
         unlink(moved);
@@ -1236,7 +1265,7 @@ static void test_writer_not_started(void **state)
 {
     (void)state;
     unlink(path);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0};
     char err[256];
     thread_fail_at = 1;
     assert_null(store_open(&cfg, err, sizeof err));
@@ -1276,7 +1305,7 @@ static void test_checkpointer_not_started(void **state)
 static void test_unusable_paths(void **state)
 {
     (void)state;
-    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0, 0, 0, 0, 0};
+    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0, 0, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent-dir/x.db"));
@@ -1300,7 +1329,7 @@ static void test_foreign_database_refused(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "it holds another program's schema (table \"orders\""));

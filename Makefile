@@ -75,7 +75,7 @@ $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/
 # the store's thread starts and WAL checkpoints, the client's sends, sqlmem's malloc and
 # realloc; the runner's and the store's wall clock (clock_gettime, set forward);
 # memtrim's malloc_trim (counted)
-WRAP_store := uv_thread_create sqlite3_wal_checkpoint_v2 clock_gettime
+WRAP_store := uv_thread_create sqlite3_wal_checkpoint_v2 clock_gettime sqlite3_step
 WRAP_runner := clock_gettime
 WRAP_client := uv_try_write uv_write
 WRAP_sqlmem := malloc realloc

@@ -799,6 +799,12 @@ static void run_batch(struct store *s, struct op *ops)
 {
     int64_t delta = 0;
     int began = step_once(s->st_begin) == SQLITE_OK;
+    if (!began) { /* refused as a failed commit is: logged, counted, /health failing */
+        char why[300];
+        snprintf(why, sizeof why, "cannot begin the batch's transaction: %s",
+                 sqlite3_errmsg(s->db));
+        commit_failed(s, why);
+    }
     for (struct op *op = ops; op; op = op->next) {
         if (!began) {
             op->status = STORE_E_IO;

@@ -88,6 +88,7 @@ static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold; }
 /* the store open_store opened and close_store has not closed: after a failed
  * test, close_each closes it, so that the next test's loop is not held open */
 static struct store *open_now;
+static _Atomic int begin_busy; /* the store's BEGIN refused (see __wrap_sqlite3_step) */
 
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
@@ -120,6 +121,7 @@ static int close_each(void **state)
 {
     (void)state;
     atomic_store(&wall_offset_s, 0);
+    atomic_store(&begin_busy, 0);
     ckpt_release();
     if (open_now)
         close_store(open_now);
@@ -1167,6 +1169,42 @@ int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
     return rc;
 }
 
+/* A batch's BEGIN refused on demand: test_store also links with
+ * -Wl,--wrap=sqlite3_step. While begin_busy is set, the store's
+ * "BEGIN IMMEDIATE" answers SQLITE_BUSY without running, as it would with
+ * the write lock held elsewhere past the busy timeout. */
+int __real_sqlite3_step(sqlite3_stmt *st);
+int __wrap_sqlite3_step(sqlite3_stmt *st)
+{
+    if (begin_busy && strcmp(sqlite3_sql(st), "BEGIN IMMEDIATE") == 0)
+        return SQLITE_BUSY;
+    return __real_sqlite3_step(st);
+}
+
+/* A batch whose transaction cannot begin is refused as one whose commit
+ * fails: logged, counted, the store failing (/health's 503) until a
+ * commit passes. Before, its requests were answered 503 with nothing said
+ * anywhere. */
+static void test_begin_refused(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    begin_busy = 1;
+    assert_int_equal(submit(s, 1, "\"b\"", P1, NULL), STORE_E_IO);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 1);
+    assert_int_equal(st.commit_failures, 1);
+    begin_busy = 0;
+    assert_int_equal(submit(s, 1, "\"b\"", P1, NULL), STORE_OK);
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 0);
+    assert_int_equal(st.failing_commits, 0);
+    assert_int_equal(st.active, 1);
+    close_store(s);
+}
+
 /* Checkpoints stopped on demand: test_store also links with
  * -Wl,--wrap=sqlite3_wal_checkpoint_v2. While ckpt_hold is set, the
  * checkpointer's next call waits in here, before SQLite's, until
@@ -1370,6 +1408,7 @@ int main(void)
         cmocka_unit_test_teardown(test_purge_holds_a_clock_stepped_forward, close_each),
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
+        cmocka_unit_test_teardown(test_begin_refused, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),
         cmocka_unit_test_teardown(test_checkpointer_not_started, close_each),

@@ -794,19 +794,24 @@ static int commit_or_roll_back(struct store *s)
     return -1;
 }
 
+/* A batch refused without a commit failing: logged, counted and shown in
+ * /health as a failed commit is (what: why, SQLite's message after it). */
+static void batch_refused(struct store *s, const char *what)
+{
+    char why[300];
+    snprintf(why, sizeof why, "%s: %s", what, sqlite3_errmsg(s->db));
+    commit_failed(s, why);
+}
+
 /* Runs one batch in one transaction. */
 static void run_batch(struct store *s, struct op *ops)
 {
     int64_t delta = 0;
-    int began = step_once(s->st_begin) == SQLITE_OK;
-    if (!began) { /* refused as a failed commit is: logged, counted, /health failing */
-        char why[300];
-        snprintf(why, sizeof why, "cannot begin the batch's transaction: %s",
-                 sqlite3_errmsg(s->db));
-        commit_failed(s, why);
-    }
+    int open = step_once(s->st_begin) == SQLITE_OK, lost = 0; /* the batch's transaction */
+    if (!open)
+        batch_refused(s, "cannot begin the batch's transaction");
     for (struct op *op = ops; op; op = op->next) {
-        if (!began) {
+        if (!open) {
             op->status = STORE_E_IO;
             continue;
         }
@@ -818,15 +823,25 @@ static void run_batch(struct store *s, struct op *ops)
         case OP_RETRY: do_change(s, op, &delta); break;
         case OP_LIST: do_list(s, op); break;
         }
-    }
-    if (began) {
-        purge(s);
-        if (commit_or_roll_back(s) != 0) {
-            delta = 0;
-            for (struct op *op = ops; op; op = op->next)
-                if (op->kind != OP_GET && op->kind != OP_LIST)
-                    op->status = STORE_E_IO;
+        /* A statement's SQLITE_FULL, IOERR, NOMEM or BUSY that SQLite cannot
+         * undo alone rolls the whole transaction back: the ops after it
+         * would each commit on their own (tasks stored, answered 503, and
+         * started by nothing until the next start). */
+        if (sqlite3_get_autocommit(s->db)) {
+            batch_refused(s, "the batch's transaction was rolled back");
+            open = 0;
+            lost = 1;
         }
+    }
+    if (open) {
+        purge(s);
+        lost = commit_or_roll_back(s) != 0;
+    }
+    if (lost) {
+        delta = 0;
+        for (struct op *op = ops; op; op = op->next)
+            if (op->kind != OP_GET && op->kind != OP_LIST)
+                op->status = STORE_E_IO;
     }
     s->active = (uint64_t)((int64_t)s->active + delta);
     atomic_store(&s->stat_active, s->active);

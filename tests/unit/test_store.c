@@ -89,6 +89,7 @@ static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold; }
  * test, close_each closes it, so that the next test's loop is not held open */
 static struct store *open_now;
 static _Atomic int begin_busy; /* the store's BEGIN refused (see __wrap_sqlite3_step) */
+static _Atomic int insert_lost_at; /* the nth INSERT from now loses the transaction (0: none) */
 
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
@@ -122,6 +123,7 @@ static int close_each(void **state)
     (void)state;
     atomic_store(&wall_offset_s, 0);
     atomic_store(&begin_busy, 0);
+    atomic_store(&insert_lost_at, 0);
     ckpt_release();
     if (open_now)
         close_store(open_now);
@@ -1176,8 +1178,14 @@ int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
 int __real_sqlite3_step(sqlite3_stmt *st);
 int __wrap_sqlite3_step(sqlite3_stmt *st)
 {
-    if (begin_busy && strcmp(sqlite3_sql(st), "BEGIN IMMEDIATE") == 0)
+    const char *sql = sqlite3_sql(st);
+    if (begin_busy && strcmp(sql, "BEGIN IMMEDIATE") == 0)
         return SQLITE_BUSY;
+    if (insert_lost_at && strncmp(sql, "INSERT INTO tasks", 17) == 0 && --insert_lost_at == 0) {
+        /* what SQLite does when it cannot undo a failed statement alone */
+        sqlite3_exec(sqlite3_db_handle(st), "ROLLBACK", NULL, NULL, NULL);
+        return SQLITE_FULL;
+    }
     return __real_sqlite3_step(st);
 }
 
@@ -1202,6 +1210,47 @@ static void test_begin_refused(void **state)
     assert_int_equal(st.failing, 0);
     assert_int_equal(st.failing_commits, 0);
     assert_int_equal(st.active, 1);
+    close_store(s);
+}
+
+/* A statement whose failure SQLite cannot undo alone rolls the whole
+ * transaction back (its documentation: SQLITE_FULL, IOERR, NOMEM, BUSY).
+ * The batch is then refused whole: before, the ops after the failed one ran
+ * outside any transaction, each committed on its own, and were answered 503
+ * with the rest when the batch's COMMIT found no transaction: tasks stored,
+ * told refused, and started by nothing until the next start. */
+static void test_transaction_lost_mid_batch(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    static struct answer a[3];
+    memset(a, 0, sizeof a);
+    static const char *rids[3] = {"\"l0\"", "\"l1\"", "\"l2\""};
+    insert_lost_at = 2;
+    for (int i = 0; i < 3; i++) { /* one turn: one batch */
+        struct store_submit t = {ID(700 + i), rids[i], P1};
+        store_submit(s, inbox, &t, on_submit, &a[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        wait_for(&a[i]);
+        assert_int_equal(a[i].status, STORE_E_IO);
+    }
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 1);
+    assert_int_equal(st.commit_failures, 1);
+    assert_int_equal(st.active, 0);
+    for (int i = 0; i < 3; i++) { /* none stored: all three may be sent again */
+        struct answer g = get(s, ID(700 + i));
+        assert_int_equal(g.status, STORE_E_NOTFOUND);
+        answer_free(&g);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(submit(s, ID(700 + i), rids[i], P1, NULL), STORE_OK);
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 0);
+    assert_int_equal(st.active, 3);
     close_store(s);
 }
 
@@ -1409,6 +1458,7 @@ int main(void)
         cmocka_unit_test_teardown(test_memory_store_cache_is_bounded, close_each),
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_begin_refused, close_each),
+        cmocka_unit_test_teardown(test_transaction_lost_mid_batch, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),
         cmocka_unit_test_teardown(test_checkpointer_not_started, close_each),

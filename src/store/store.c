@@ -70,6 +70,11 @@ struct store_inbox {
     int closed; /* handles closed, of 3 */
 };
 
+/* Checkpoints that failed in a row, for one thread's log (see checkpoint). */
+struct ckpt_errors {
+    uint64_t fails, logged_ms;
+};
+
 struct store {
     sqlite3 *db;
     int memory;
@@ -80,6 +85,8 @@ struct store {
     sqlite3 *ckpt_db;
     uv_sem_t ckpt_stop;
     _Atomic uint64_t ckpt_passes; /* checkpoints the checkpointer has run */
+    struct ckpt_errors ckpt_errs, catch_up_errs; /* the checkpointer's, the writer's */
+    _Atomic uint64_t stat_ckpt_failures;
     uint64_t ckpt_seen;           /* writer thread only: passes when it last caught up */
     uv_mutex_t lock;
     uv_cond_t cond;
@@ -868,11 +875,42 @@ static void run_batch(struct store *s, struct op *ops)
  * so the writer's commits do not stall on a checkpoint of their own. */
 #define CHECKPOINT_EVERY_MS 200
 #define CHECKPOINT_NEAR_LIMIT_MS 2
+/* A PASSIVE checkpoint of db by one thread (who). One that fails (an I/O
+ * error, a full disk as the database file grows; not SQLITE_BUSY, another
+ * one running) leaves its frames in the WAL, which grows until one passes:
+ * said at the first failure and then at most once per CHECKPOINT_FAIL_LOG_MS
+ * with the count, and when one passes again; counted in the stats. */
+#define CHECKPOINT_FAIL_LOG_MS 60000
+static void checkpoint(struct store *s, sqlite3 *db, struct ckpt_errors *e, const char *who)
+{
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return;
+    if (rc == SQLITE_OK) {
+        if (e->fails)
+            log_info("event=store_checkpoint_recovered by=%s failed_checkpoints=%" PRIu64, who,
+                     e->fails);
+        e->fails = 0;
+        return;
+    }
+    e->fails++;
+    atomic_fetch_add_explicit(&s->stat_ckpt_failures, 1, memory_order_relaxed);
+    uint64_t now = util_now_ms();
+    if (e->fails > 1 && now - e->logged_ms < CHECKPOINT_FAIL_LOG_MS)
+        return;
+    e->logged_ms = now;
+    char q[512];
+    log_error("event=store_checkpoint_failed by=%s error=%s failed_checkpoints=%" PRIu64
+              " wal_frames=%" PRIu64 ": the WAL keeps growing until a checkpoint passes",
+              who, util_quote(q, sizeof q, sqlite3_errmsg(db)), e->fails,
+              atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed));
+}
+
 static void checkpointer_main(void *arg)
 {
     struct store *s = arg;
     while (uv_sem_trywait(&s->ckpt_stop) != 0) {
-        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        checkpoint(s, s->ckpt_db, &s->ckpt_errs, "checkpointer");
         atomic_fetch_add(&s->ckpt_passes, 1);
         /* a WAL near its limit: pass after pass, each copying what came during the
          * last, so that what the writer has left to copy (wal_catch_up) is little */
@@ -914,7 +952,7 @@ static void wal_catch_up(struct store *s)
             return;
         s->ckpt_seen = passes;
     }
-    sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    checkpoint(s, s->db, &s->catch_up_errs, "writer");
     atomic_fetch_add(&s->stat_catch_ups, 1);
 }
 
@@ -1350,6 +1388,7 @@ void store_stats_read(struct store *s, struct store_stats *out)
     out->wal_frames = atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed);
     out->cache_bytes = atomic_load_explicit(&s->stat_cache_bytes, memory_order_relaxed);
     out->checkpoints = atomic_load_explicit(&s->ckpt_passes, memory_order_relaxed);
+    out->checkpoint_failures = atomic_load_explicit(&s->stat_ckpt_failures, memory_order_relaxed);
     out->commit_failures = atomic_load_explicit(&s->stat_commit_failures, memory_order_relaxed);
     out->failing_commits = atomic_load_explicit(&s->stat_fails, memory_order_acquire);
     uint64_t hold = s->cfg.failing_hold_ms ? s->cfg.failing_hold_ms : STORE_FAILING_HOLD_MS;

@@ -207,6 +207,7 @@ struct store_stats {
     uint64_t wal_frames;  /* frames in the WAL after the last commit */
     uint64_t checkpoints; /* passes of the checkpointer thread */
     uint64_t wal_catch_ups; /* checkpoints the writer ran to keep the WAL short */
+    uint64_t checkpoint_failures; /* checkpoints (either thread's) that failed: the WAL grows */
     uint64_t cache_bytes; /* the writer's page cache after the last commit */
     int file_moved;       /* the database file left its path while open: writes refused */
     uint64_t commit_failures; /* commits failed since the start (a full disk, mostly) */

@@ -90,6 +90,7 @@ static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold; }
 static struct store *open_now;
 static _Atomic int begin_busy; /* the store's BEGIN refused (see __wrap_sqlite3_step) */
 static _Atomic int insert_lost_at; /* the nth INSERT from now loses the transaction (0: none) */
+static _Atomic int ckpt_fail; /* every checkpoint fails (see __wrap_sqlite3_wal_checkpoint_v2) */
 
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
@@ -124,6 +125,7 @@ static int close_each(void **state)
     atomic_store(&wall_offset_s, 0);
     atomic_store(&begin_busy, 0);
     atomic_store(&insert_lost_at, 0);
+    atomic_store(&ckpt_fail, 0);
     ckpt_release();
     if (open_now)
         close_store(open_now);
@@ -1266,6 +1268,8 @@ static uv_sem_t ckpt_go;
 
 int __wrap_sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *name, int mode, int *log, int *ckpt)
 {
+    if (ckpt_fail) /* as an I/O error in the checkpoint's copy or its fsync would */
+        return SQLITE_IOERR;
     uv_thread_t self = uv_thread_self();
     if (ckpt_hold && uv_thread_equal(&self, &writer_thread)) {
         writer_ckpts++;
@@ -1300,6 +1304,39 @@ static int wal_short(struct store *s)
     struct store_stats st;
     store_stats_read(s, &st);
     return st.wal_frames < 64;
+}
+
+/* A checkpoint that fails is counted (and logged: store_checkpoint_failed),
+ * and the store goes on: its frames stay in the WAL, and the commits pass. */
+static void test_checkpoint_failures_counted(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.checkpoint_failures, 0);
+    ckpt_fail = 1;
+    uint64_t passes = st.checkpoints;
+    for (int i = 0; i < 400 && st.checkpoints < passes + 2; i++) { /* one every 200 ms */
+        usleep(10000);
+        store_stats_read(s, &st);
+    }
+    assert_true(st.checkpoints >= passes + 2);
+    assert_true(st.checkpoint_failures >= 1);
+    assert_int_equal(submit(s, 1, "\"c\"", P1, NULL), STORE_OK);
+    ckpt_fail = 0;
+    uint64_t failures = st.checkpoint_failures;
+    passes = st.checkpoints;
+    for (int i = 0; i < 400 && st.checkpoints < passes + 2; i++) {
+        usleep(10000);
+        store_stats_read(s, &st);
+    }
+    assert_true(st.checkpoint_failures <= failures + 1); /* one may have been under way */
+    struct answer a = get(s, 1);
+    assert_int_equal(a.status, STORE_OK);
+    answer_free(&a);
+    close_store(s);
 }
 
 /* The writer's catch-up meets a checkpoint the checkpointer is still running:
@@ -1459,6 +1496,7 @@ int main(void)
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_begin_refused, close_each),
         cmocka_unit_test_teardown(test_transaction_lost_mid_batch, close_each),
+        cmocka_unit_test_teardown(test_checkpoint_failures_counted, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),
         cmocka_unit_test_teardown(test_checkpointer_not_started, close_each),

@@ -111,6 +111,7 @@ struct store {
     _Atomic int fault_full;
     uint64_t fails;          /* writer thread only: commits failed since the last that passed */
     uint64_t fail_logged_ms; /* writer thread only: when the last of them was logged */
+    uint64_t stmt_fails, stmt_logged_ms; /* writer thread only: see statement_failed */
     /* for store_stats: fails as the writer last set it, every failure, the last one's time */
     _Atomic uint64_t stat_fails, stat_commit_failures, stat_last_fail_ms;
     _Atomic int file_moved; /* the database file was deleted or replaced: writes refused */
@@ -442,6 +443,28 @@ static void history_token(char *out, size_t n, int state, uint64_t now)
     out[len + 1 + nd] = '\0';
 }
 
+/* One op's statement failed and SQLite undid it alone (the batch's
+ * transaction goes on; run_batch sees one it rolled back whole): the op is
+ * answered 503, or, for an outcome no one waits for, not written (the task
+ * keeps its stored state until the next start). Said at the first failure and
+ * then at most once per second with the count (a full disk fails them all). */
+static void statement_failed(struct store *s, const struct op *op, const char *what,
+                             const char *effect)
+{
+    s->stmt_fails++;
+    uint64_t now = util_now_ms();
+    if (s->stmt_fails > 1 && now - s->stmt_logged_ms < 1000)
+        return;
+    s->stmt_logged_ms = now;
+    char q[512];
+    log_error("event=store_statement_failed op=%s task=%016" PRIx64 " error=%s "
+              "failed_statements=%" PRIu64 ": %s",
+              what, op->id, util_quote(q, sizeof q, sqlite3_errmsg(s->db)), s->stmt_fails,
+              effect);
+}
+
+#define REFUSED "the request is answered 503"
+
 static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
 {
     sqlite3_stmt *st = s->st_find_active;
@@ -456,6 +479,7 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
+        statement_failed(s, op, "submit", REFUSED);
         op->status = STORE_E_IO;
         return;
     }
@@ -474,6 +498,7 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
+        statement_failed(s, op, "submit", REFUSED);
         op->status = STORE_E_IO;
         return;
     }
@@ -511,6 +536,10 @@ static void do_update(struct store *s, struct op *op, int64_t *active_delta)
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     op->status = rc == SQLITE_DONE ? STORE_OK : STORE_E_IO;
+    if (rc != SQLITE_DONE)
+        statement_failed(s, op, "update",
+                         "the outcome is not written (the task keeps its stored state until "
+                         "the next start resumes it)");
     if (rc == SQLITE_DONE && sqlite3_changes(s->db) == 1 && op->state >= STATE_SUCCEEDED)
         (*active_delta)--;
 }
@@ -555,6 +584,7 @@ static void do_change(struct store *s, struct op *op, int64_t *active_delta)
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
+        statement_failed(s, op, cancel ? "cancel" : "retry", REFUSED);
         op->status = STORE_E_IO;
         return;
     }

@@ -90,6 +90,7 @@ static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold; }
 static struct store *open_now;
 static _Atomic int begin_busy; /* the store's BEGIN refused (see __wrap_sqlite3_step) */
 static _Atomic int insert_lost_at; /* the nth INSERT from now loses the transaction (0: none) */
+static _Atomic int insert_alone;   /* ... or fails alone, the transaction going on */
 static _Atomic int ckpt_fail; /* every checkpoint fails (see __wrap_sqlite3_wal_checkpoint_v2) */
 
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
@@ -125,6 +126,7 @@ static int close_each(void **state)
     atomic_store(&wall_offset_s, 0);
     atomic_store(&begin_busy, 0);
     atomic_store(&insert_lost_at, 0);
+    atomic_store(&insert_alone, 0);
     atomic_store(&ckpt_fail, 0);
     ckpt_release();
     if (open_now)
@@ -1184,8 +1186,8 @@ int __wrap_sqlite3_step(sqlite3_stmt *st)
     if (begin_busy && strcmp(sql, "BEGIN IMMEDIATE") == 0)
         return SQLITE_BUSY;
     if (insert_lost_at && strncmp(sql, "INSERT INTO tasks", 17) == 0 && --insert_lost_at == 0) {
-        /* what SQLite does when it cannot undo a failed statement alone */
-        sqlite3_exec(sqlite3_db_handle(st), "ROLLBACK", NULL, NULL, NULL);
+        if (!insert_alone) /* what SQLite does when it cannot undo a failed statement alone */
+            sqlite3_exec(sqlite3_db_handle(st), "ROLLBACK", NULL, NULL, NULL);
         return SQLITE_FULL;
     }
     return __real_sqlite3_step(st);
@@ -1221,23 +1223,28 @@ static void test_begin_refused(void **state)
  * outside any transaction, each committed on its own, and were answered 503
  * with the rest when the batch's COMMIT found no transaction: tasks stored,
  * told refused, and started by nothing until the next start. */
+static void submit_three(struct store *s, struct answer *a, const char *const *rids)
+{
+    memset(a, 0, 3 * sizeof *a);
+    for (int i = 0; i < 3; i++) { /* one turn: one batch */
+        struct store_submit t = {ID(700 + i), rids[i], P1};
+        store_submit(s, inbox, &t, on_submit, &a[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        wait_for(&a[i]);
+}
+
 static void test_transaction_lost_mid_batch(void **state)
 {
     (void)state;
     unlink(path);
     struct store *s = open_store(10, 86400000);
     static struct answer a[3];
-    memset(a, 0, sizeof a);
-    static const char *rids[3] = {"\"l0\"", "\"l1\"", "\"l2\""};
+    static const char *const rids[3] = {"\"l0\"", "\"l1\"", "\"l2\""};
     insert_lost_at = 2;
-    for (int i = 0; i < 3; i++) { /* one turn: one batch */
-        struct store_submit t = {ID(700 + i), rids[i], P1};
-        store_submit(s, inbox, &t, on_submit, &a[i]);
-    }
-    for (int i = 0; i < 3; i++) {
-        wait_for(&a[i]);
+    submit_three(s, a, rids);
+    for (int i = 0; i < 3; i++)
         assert_int_equal(a[i].status, STORE_E_IO);
-    }
     struct store_stats st;
     store_stats_read(s, &st);
     assert_int_equal(st.failing, 1);
@@ -1304,6 +1311,35 @@ static int wal_short(struct store *s)
     struct store_stats st;
     store_stats_read(s, &st);
     return st.wal_frames < 64;
+}
+
+/* A statement that fails alone (SQLite undid it, the transaction goes on):
+ * that op is answered 503 (and logged: store_statement_failed), the rest of
+ * its batch commits. */
+static void test_statement_failed_alone(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    static struct answer a[3];
+    static const char *const rids[3] = {"\"m0\"", "\"m1\"", "\"m2\""};
+    insert_alone = 1;
+    insert_lost_at = 2;
+    submit_three(s, a, rids);
+    assert_int_equal(a[0].status, STORE_OK);
+    assert_int_equal(a[1].status, STORE_E_IO);
+    assert_int_equal(a[2].status, STORE_OK);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.active, 2);
+    assert_int_equal(st.commit_failures, 0);
+    struct answer g = get(s, ID(701));
+    assert_int_equal(g.status, STORE_E_NOTFOUND);
+    answer_free(&g);
+    g = get(s, ID(702));
+    assert_int_equal(g.status, STORE_OK);
+    answer_free(&g);
+    close_store(s);
 }
 
 /* A checkpoint that fails is counted (and logged: store_checkpoint_failed),
@@ -1496,6 +1532,7 @@ int main(void)
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_begin_refused, close_each),
         cmocka_unit_test_teardown(test_transaction_lost_mid_batch, close_each),
+        cmocka_unit_test_teardown(test_statement_failed_alone, close_each),
         cmocka_unit_test_teardown(test_checkpoint_failures_counted, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),

@@ -182,7 +182,11 @@ int main(int argc, char **argv)
         return 1;
     }
     struct recovered rec = {app.workers, {0}};
-    uint64_t n = store_recover(app.store, on_recovered, &rec);
+    uint64_t n;
+    if (store_recover(app.store, on_recovered, &rec, &n, err, sizeof err) != 0) {
+        fail("cannot use the store %s: %s", cfg.store, err);
+        return 1;
+    }
     log_info("event=recovered tasks=%" PRIu64 " queued=%" PRIu64 " running=%" PRIu64
              " delivering=%" PRIu64 " retrying=%" PRIu64,
              n, rec.by_state[STATE_QUEUED], rec.by_state[STATE_RUNNING],

@@ -29,7 +29,7 @@
  * while the main service is down, with a retention shorter than --retry-max-age)
  * are stepped over in pieces, not all of them each second in the writer. */
 #define PURGE_SCAN 5000
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 5 /* README's recipe for a damaged database names it */
 
 enum op_kind { OP_SUBMIT, OP_UPDATE, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST };
 
@@ -121,6 +121,11 @@ struct store {
     uint64_t *cancelled;
     size_t cancelled_cap;
 };
+
+/* What a start that cannot read its tasks back says after the error. */
+#define DAMAGED_HINT                                                                        \
+    "; the file may be damaged: the service does not start on it, so that no new task is " \
+    "accepted into it (README: \"If the database is damaged\")"
 
 static const char *state_names[STATE_COUNT] = {"queued",    "running", "delivering", "retrying",
                                                "succeeded", "failed",  "cancelled"};
@@ -1524,11 +1529,18 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     /* a read-only file opens, but cannot take a write: find out now */
     if (exec(s->db, "BEGIN IMMEDIATE; UPDATE tasks SET id = id WHERE 0; COMMIT;", why, sizeof why))
         goto fail;
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM tasks WHERE state < 4 AND state <> 4", -1,
-                       &st, NULL);
-    s->active = sqlite3_step(st) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    /* the tasks not ended, counted: a damaged file fails here or in store_recover */
+    sqlite3_stmt *st = NULL;
+    int counted = sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM tasks WHERE state < 4 AND "
+                                            "state <> 4", -1, &st, NULL) == SQLITE_OK &&
+                  sqlite3_step(st) == SQLITE_ROW;
+    s->active = counted ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    if (!counted)
+        snprintf(why, sizeof why, "cannot count its tasks: %s%s", sqlite3_errmsg(s->db),
+                 DAMAGED_HINT);
     sqlite3_finalize(st);
+    if (!counted)
+        goto fail;
     atomic_store(&s->stat_active, s->active);
     uv_mutex_init(&s->lock);
     uv_mutex_init(&s->db_lock);
@@ -1583,39 +1595,33 @@ fail:
     return NULL;
 }
 
-uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v),
-                       void *arg)
+int store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v), void *arg,
+                  uint64_t *resumed, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     uint64_t n = 0;
     /* before any worker enqueues; the lock keeps the writer's idle purge out */
     uv_mutex_lock(&s->db_lock);
-    if (sqlite3_prepare_v2(s->db, "SELECT " VIEW_COLS " FROM tasks INDEXED BY tasks_state_id"
-                           " WHERE state < 4 AND state <> 4 ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK) {
-        char q[512];
-        log_error("event=store_recover_failed error=%s: no task resumed",
-                  util_quote(q, sizeof q, sqlite3_errmsg(s->db)));
-        uv_mutex_unlock(&s->db_lock);
-        return 0;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT " VIEW_COLS " FROM tasks INDEXED BY tasks_state_id"
+                                " WHERE state < 4 AND state <> 4 ORDER BY id",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            struct task_view v;
+            memset(&v, 0, sizeof v);
+            read_view(st, &v);
+            each(arg, &v);
+            store_view_free(&v);
+            n++;
+        }
     }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct task_view v;
-        memset(&v, 0, sizeof v);
-        read_view(st, &v);
-        each(arg, &v);
-        store_view_free(&v);
-        n++;
-    }
-    if (rc != SQLITE_DONE) { /* the rest stays stored and is tried again at the next start */
-        char q[512];
-        log_error("event=store_recover_failed error=%s resumed=%" PRIu64,
-                  util_quote(q, sizeof q, sqlite3_errmsg(s->db)), n);
-    }
+    if (rc != SQLITE_DONE)
+        snprintf(err, errlen, "cannot read its tasks back (after %" PRIu64 " of them): %s%s", n,
+                 sqlite3_errmsg(s->db), DAMAGED_HINT);
     sqlite3_finalize(st);
     uv_mutex_unlock(&s->db_lock);
-    return n;
+    *resumed = n;
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 uint64_t store_max_id(struct store *s)

@@ -116,10 +116,11 @@ void store_view_free(struct task_view *v);
  * in err when it cannot be used. */
 struct store *store_open(const struct store_config *cfg, char *err, size_t errlen);
 /* Calls each(arg, view) for every task not yet terminal, oldest first, and
- * returns how many; before the workers start. The view is valid during the
- * call only. */
-uint64_t store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v),
-                       void *arg);
+ * sets *resumed to how many; before the workers start. The view is valid
+ * during the call only. 0; or -1 with a one-line reason in err when the rows
+ * cannot all be read (a damaged file): the caller must not go on. */
+int store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v), void *arg,
+                  uint64_t *resumed, char *err, size_t errlen);
 /* The greatest task id stored (0 when there is none, or on an error); before
  * the workers start. */
 uint64_t store_max_id(struct store *s);

@@ -752,6 +752,32 @@ def test_read_only_database_file_is_refused(tmp_path, start_service):
     assert r.returncode != 0 and "readonly" in r.stderr
 
 
+@pytest.mark.parametrize("damaged", ["tasks_state_id", "tasks"])
+def test_damaged_database_stops_the_start(start_service, tmp_path, damaged):
+    """A database whose tasks cannot all be read back (a page overwritten: of the index the
+    start counts them with, or of the table it reads them from) stops the start with the
+    reason, instead of accepting new tasks into it while the unreadable ones wait for ever.
+    Before, the count's failure was ignored (0 active) and the read's only logged."""
+    path = tmp_path / "damaged.db"
+    svc = start_service("--store", f"sqlite:{path}", "--latency", "600-600")
+    for i in range(50):
+        assert submit(svc, f"d{i}")[0] == 200
+    assert svc.stop() == 0
+    db = sqlite3.connect(path)
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?", (damaged,)).fetchone()[0]
+    db.close()
+    assert root > 1
+    fd = os.open(path, os.O_WRONLY)
+    os.pwrite(fd, b"\xaa" * page, (root - 1) * page)
+    os.close(fd)
+    r = subprocess.run([EXCHANGED, "--port", "0", "--store", f"sqlite:{path}"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 1, r.stderr
+    assert "malformed" in r.stderr and "the file may be damaged" in r.stderr, r.stderr
+    assert "event=listening" not in r.stderr
+
+
 @pytest.fixture
 def tiny_fs(tmp_path):
     mnt = tmp_path / "tiny"

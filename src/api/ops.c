@@ -16,8 +16,8 @@ void api_root(struct http_request *req, void *ctx)
 }
 
 /* 200 with "status":"ok"; 503 with "status":"failing" while the store
- * refuses new tasks (its file moved, or commits failing: see
- * STORE_FAILING_HOLD_MS), so that a load balancer's or an orchestrator's
+ * refuses new tasks (its file moved, commits or submits' writes failing:
+ * see STORE_FAILING_HOLD_MS), so that a load balancer's or an orchestrator's
  * health check takes the service out of rotation. */
 void api_health(struct http_request *req, void *ctx)
 {
@@ -26,7 +26,7 @@ void api_health(struct http_request *req, void *ctx)
     worker_set_totals(w->set, &t);
     struct store_stats st;
     store_stats_read(worker_set_store(w->set), &st);
-    char body[1024]; /* 912 bytes with every number at its widest */
+    char body[1024]; /* 951 bytes with every number at its widest */
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"version\":\"" EXCHANGED_VERSION "\","
                      "\"uptime_s\":%" PRIu64 ",\"workers\":%d,\"connections_open\":%" PRIu64
@@ -38,6 +38,7 @@ void api_health(struct http_request *req, void *ctx)
                      ",\"output_dropped\":%" PRIu64 ",\"output_waiting_bytes\":%" PRIu64
                      ",\"store\":{\"active_tasks\":%" PRIu64 ",\"commits\":%" PRIu64
                      ",\"commit_failures\":%" PRIu64 ",\"failing_commits\":%" PRIu64
+                     ",\"failing_submits\":%" PRIu64
                      ",\"queue\":%" PRIu64 ",\"purged\":%" PRIu64 ",\"held_outcomes\":%" PRIu64
                      ",\"wal_frames\":%" PRIu64 ",\"checkpoint_failures\":%" PRIu64
                      ",\"cache_bytes\":%" PRIu64 ",\"file_moved\":%s}}",
@@ -47,8 +48,8 @@ void api_health(struct http_request *req, void *ctx)
                      t.requests_total, t.tasks_accepted, t.tasks_in_flight, t.sync_in_flight,
                      t.callbacks_delivered, t.callbacks_failed, t.callbacks_put_off,
                      output_dropped(), output_waiting(), st.active, st.commits,
-                     st.commit_failures, st.failing_commits, st.queue_len, st.purged, st.held,
-                     st.wal_frames, st.checkpoint_failures, st.cache_bytes,
+                     st.commit_failures, st.failing_commits, st.failing_submits, st.queue_len,
+                     st.purged, st.held, st.wal_frames, st.checkpoint_failures, st.cache_bytes,
                      st.file_moved ? "true" : "false");
     if (n < 0 || (size_t)n >= sizeof body) {
         http_reply_detail(req->x, 500, "Internal Server Error", NULL);

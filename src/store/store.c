@@ -114,6 +114,10 @@ struct store {
     uint64_t stmt_fails, stmt_logged_ms; /* writer thread only: see statement_failed */
     /* for store_stats: fails as the writer last set it, every failure, the last one's time */
     _Atomic uint64_t stat_fails, stat_commit_failures, stat_last_fail_ms;
+    /* submits whose statement failed since the last stored, the last one's time: a
+     * damaged index can refuse every submit while the commits pass */
+    uint64_t submit_fails; /* writer thread only */
+    _Atomic uint64_t stat_submit_fails, stat_last_submit_fail_ms;
     _Atomic int file_moved; /* the database file was deleted or replaced: writes refused */
     /* ids cancelled by this process, for runners to drop */
     uv_mutex_t cancel_lock;
@@ -458,6 +462,10 @@ static void statement_failed(struct store *s, const struct op *op, const char *w
 {
     s->stmt_fails++;
     uint64_t now = util_now_ms();
+    if (op->kind == OP_SUBMIT) {
+        atomic_store_explicit(&s->stat_last_submit_fail_ms, now, memory_order_relaxed);
+        atomic_store_explicit(&s->stat_submit_fails, ++s->submit_fails, memory_order_release);
+    }
     if (s->stmt_fails > 1 && now - s->stmt_logged_ms < 1000)
         return;
     s->stmt_logged_ms = now;
@@ -509,6 +517,10 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
     }
     op->status = STORE_OK;
     (*active_delta)++;
+    if (s->submit_fails) {
+        s->submit_fails = 0;
+        atomic_store_explicit(&s->stat_submit_fails, 0, memory_order_relaxed);
+    }
 }
 
 static void do_update(struct store *s, struct op *op, int64_t *active_delta)
@@ -1428,7 +1440,12 @@ void store_stats_read(struct store *s, struct store_stats *out)
     out->failing_commits = atomic_load_explicit(&s->stat_fails, memory_order_acquire);
     uint64_t hold = s->cfg.failing_hold_ms ? s->cfg.failing_hold_ms : STORE_FAILING_HOLD_MS;
     uint64_t last = atomic_load_explicit(&s->stat_last_fail_ms, memory_order_relaxed);
-    out->failing = out->file_moved || (out->failing_commits && util_now_ms() - last < hold);
+    out->failing_submits = atomic_load_explicit(&s->stat_submit_fails, memory_order_acquire);
+    uint64_t last_submit =
+        atomic_load_explicit(&s->stat_last_submit_fail_ms, memory_order_relaxed);
+    uint64_t now = util_now_ms();
+    out->failing = out->file_moved || (out->failing_commits && now - last < hold) ||
+                   (out->failing_submits && now - last_submit < hold);
 }
 
 void store_fault_set_full(struct store *s, int on)

@@ -213,8 +213,10 @@ struct store_stats {
     int file_moved;       /* the database file left its path while open: writes refused */
     uint64_t commit_failures; /* commits failed since the start (a full disk, mostly) */
     uint64_t failing_commits; /* commits failed since the last that passed */
+    uint64_t failing_submits; /* submits whose write failed alone since the last stored */
     int failing;          /* new tasks are refused (503): the file moved, or a commit failed
-                             within failing_hold_ms with none passing since */
+                             within failing_hold_ms with none passing since, or a submit's
+                             write did with none stored since */
 };
 void store_stats_read(struct store *s, struct store_stats *out);
 

@@ -1327,7 +1327,8 @@ static int wal_short(struct store *s)
 
 /* A statement that fails alone (SQLite undid it, the transaction goes on):
  * that op is answered 503 (and logged: store_statement_failed), the rest of
- * its batch commits. */
+ * its batch commits. Submits failing so with none stored since (a damaged
+ * index refuses them all while the commits pass) make the store failing. */
 static void test_statement_failed_alone(void **state)
 {
     (void)state;
@@ -1345,6 +1346,17 @@ static void test_statement_failed_alone(void **state)
     store_stats_read(s, &st);
     assert_int_equal(st.active, 2);
     assert_int_equal(st.commit_failures, 0);
+    assert_int_equal(st.failing_submits, 0); /* one was stored after it */
+    assert_int_equal(st.failing, 0);
+    insert_lost_at = 1; /* a submit that fails alone, none stored after it: refusing */
+    assert_int_equal(submit(s, ID(703), "\"m3\"", P1, NULL), STORE_E_IO);
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing_submits, 1);
+    assert_int_equal(st.failing, 1);
+    assert_int_equal(st.commit_failures, 0); /* the commits pass */
+    assert_int_equal(submit(s, ID(703), "\"m3\"", P1, NULL), STORE_OK);
+    store_stats_read(s, &st);
+    assert_int_equal(st.failing, 0);
     struct answer g = get(s, ID(701));
     assert_int_equal(g.status, STORE_E_NOTFOUND);
     answer_free(&g);

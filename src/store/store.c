@@ -457,6 +457,7 @@ static void history_token(char *out, size_t n, int state, uint64_t now)
  * answered 503, or, for an outcome no one waits for, not written (the task
  * keeps its stored state until the next start). Said at the first failure and
  * then at most once per second with the count (a full disk fails them all). */
+#define STATEMENT_FAIL_LOG_MS 1000
 static void statement_failed(struct store *s, const struct op *op, const char *what,
                              const char *effect)
 {
@@ -466,7 +467,7 @@ static void statement_failed(struct store *s, const struct op *op, const char *w
         atomic_store_explicit(&s->stat_last_submit_fail_ms, now, memory_order_relaxed);
         atomic_store_explicit(&s->stat_submit_fails, ++s->submit_fails, memory_order_release);
     }
-    if (s->stmt_fails > 1 && now - s->stmt_logged_ms < 1000)
+    if (s->stmt_fails > 1 && now - s->stmt_logged_ms < STATEMENT_FAIL_LOG_MS)
         return;
     s->stmt_logged_ms = now;
     char q[512];
@@ -1438,14 +1439,16 @@ void store_stats_read(struct store *s, struct store_stats *out)
     out->checkpoint_failures = atomic_load_explicit(&s->stat_ckpt_failures, memory_order_relaxed);
     out->commit_failures = atomic_load_explicit(&s->stat_commit_failures, memory_order_relaxed);
     out->failing_commits = atomic_load_explicit(&s->stat_fails, memory_order_acquire);
-    uint64_t hold = s->cfg.failing_hold_ms ? s->cfg.failing_hold_ms : STORE_FAILING_HOLD_MS;
-    uint64_t last = atomic_load_explicit(&s->stat_last_fail_ms, memory_order_relaxed);
     out->failing_submits = atomic_load_explicit(&s->stat_submit_fails, memory_order_acquire);
-    uint64_t last_submit =
-        atomic_load_explicit(&s->stat_last_submit_fail_ms, memory_order_relaxed);
+    /* each run of failures counts for the hold after its last one (its time was
+     * stored before its count: acquire above, then the time) */
+    uint64_t hold = s->cfg.failing_hold_ms ? s->cfg.failing_hold_ms : STORE_FAILING_HOLD_MS;
     uint64_t now = util_now_ms();
-    out->failing = out->file_moved || (out->failing_commits && now - last < hold) ||
-                   (out->failing_submits && now - last_submit < hold);
+    uint64_t since_commit = now - atomic_load_explicit(&s->stat_last_fail_ms, memory_order_relaxed);
+    uint64_t since_submit =
+        now - atomic_load_explicit(&s->stat_last_submit_fail_ms, memory_order_relaxed);
+    out->failing = out->file_moved || (out->failing_commits && since_commit < hold) ||
+                   (out->failing_submits && since_submit < hold);
 }
 
 void store_fault_set_full(struct store *s, int on)
@@ -1552,12 +1555,13 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
                                             "state <> 4", -1, &st, NULL) == SQLITE_OK &&
                   sqlite3_step(st) == SQLITE_ROW;
     s->active = counted ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    if (!counted)
+    if (!counted) {
         snprintf(why, sizeof why, "cannot count its tasks: %s%s", sqlite3_errmsg(s->db),
                  DAMAGED_HINT);
-    sqlite3_finalize(st);
-    if (!counted)
+        sqlite3_finalize(st);
         goto fail;
+    }
+    sqlite3_finalize(st);
     atomic_store(&s->stat_active, s->active);
     uv_mutex_init(&s->lock);
     uv_mutex_init(&s->db_lock);

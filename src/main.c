@@ -184,7 +184,8 @@ int main(int argc, char **argv)
     struct recovered rec = {app.workers, {0}};
     uint64_t n;
     if (store_recover(app.store, on_recovered, &rec, &n, err, sizeof err) != 0) {
-        fail("cannot use the store %s: %s", cfg.store, err);
+        const char *path = strncmp(cfg.store, "sqlite:", 7) == 0 ? cfg.store + 7 : cfg.store;
+        fail("cannot use the database %s: %s", path, err); /* as store_open says it */
         return 1;
     }
     log_info("event=recovered tasks=%" PRIu64 " queued=%" PRIu64 " running=%" PRIu64

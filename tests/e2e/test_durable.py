@@ -774,6 +774,7 @@ def test_damaged_database_stops_the_start(start_service, tmp_path, damaged):
     r = subprocess.run([EXCHANGED, "--port", "0", "--store", f"sqlite:{path}"],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1, r.stderr
+    assert f"cannot use the database {path}: " in r.stderr, r.stderr
     assert "malformed" in r.stderr and "the file may be damaged" in r.stderr, r.stderr
     assert "event=listening" not in r.stderr
 

@@ -70,10 +70,21 @@ struct store_inbox {
     int closed; /* handles closed, of 3 */
 };
 
-/* Checkpoints that failed in a row, for one thread's log (see checkpoint). */
-struct ckpt_errors {
+/* A run of failures of one kind, for its log: the first is said, then at
+ * most one line per period with the count (under load a full disk fails
+ * every batch: a line each would flood the log). One thread's. */
+struct fail_run {
     uint64_t fails, logged_ms;
 };
+
+/* Counts a failure at now (util_now_ms); 1 if it is to be logged. */
+static int fail_run_add(struct fail_run *f, uint64_t now, uint64_t period_ms)
+{
+    if (++f->fails > 1 && now - f->logged_ms < period_ms)
+        return 0;
+    f->logged_ms = now;
+    return 1;
+}
 
 struct store {
     sqlite3 *db;
@@ -85,7 +96,7 @@ struct store {
     sqlite3 *ckpt_db;
     uv_sem_t ckpt_stop;
     _Atomic uint64_t ckpt_passes; /* checkpoints the checkpointer has run */
-    struct ckpt_errors ckpt_errs, catch_up_errs; /* the checkpointer's, the writer's */
+    struct fail_run ckpt_errs, catch_up_errs; /* the checkpointer's, the writer's */
     _Atomic uint64_t stat_ckpt_failures;
     uint64_t ckpt_seen;           /* writer thread only: passes when it last caught up */
     uv_mutex_t lock;
@@ -109,10 +120,10 @@ struct store {
         stat_held, stat_wal_frames, stat_cache_bytes;
     uint64_t wal_max_frames;
     _Atomic int fault_full;
-    uint64_t fails;          /* writer thread only: commits failed since the last that passed */
-    uint64_t fail_logged_ms; /* writer thread only: when the last of them was logged */
-    uint64_t stmt_fails, stmt_logged_ms; /* writer thread only: see statement_failed */
-    /* for store_stats: fails as the writer last set it, every failure, the last one's time */
+    struct fail_run commit_fails; /* writer thread only: since the last commit that passed */
+    struct fail_run stmt_fails;   /* writer thread only: see statement_failed */
+    /* for store_stats: commit_fails.fails as the writer last set it, every failure, the
+     * last one's time */
     _Atomic uint64_t stat_fails, stat_commit_failures, stat_last_fail_ms;
     /* submits whose statement failed since the last stored, the last one's time: a
      * damaged index can refuse every submit while the commits pass */
@@ -461,20 +472,18 @@ static void history_token(char *out, size_t n, int state, uint64_t now)
 static void statement_failed(struct store *s, const struct op *op, const char *what,
                              const char *effect)
 {
-    s->stmt_fails++;
     uint64_t now = util_now_ms();
     if (op->kind == OP_SUBMIT) {
         atomic_store_explicit(&s->stat_last_submit_fail_ms, now, memory_order_relaxed);
         atomic_store_explicit(&s->stat_submit_fails, ++s->submit_fails, memory_order_release);
     }
-    if (s->stmt_fails > 1 && now - s->stmt_logged_ms < STATEMENT_FAIL_LOG_MS)
+    if (!fail_run_add(&s->stmt_fails, now, STATEMENT_FAIL_LOG_MS))
         return;
-    s->stmt_logged_ms = now;
     char q[512];
     log_error("event=store_statement_failed op=%s task=%016" PRIx64 " error=%s "
               "failed_statements=%" PRIu64 ": %s",
-              what, op->id, util_quote(q, sizeof q, sqlite3_errmsg(s->db)), s->stmt_fails,
-              effect);
+              what, op->id, util_quote(q, sizeof q, sqlite3_errmsg(s->db)),
+              s->stmt_fails.fails, effect);
 }
 
 #define REFUSED "the request is answered 503"
@@ -783,25 +792,24 @@ static int file_moved(struct store *s)
 }
 
 /* A commit failed (a full disk, mostly) and was rolled back; its
- * operations are answered 503. Logged for the first failure and then at
- * most once per COMMIT_FAIL_LOG_MS with the count (under load every batch
- * fails while the disk is full: a line each would flood the log);
- * store_commit_recovered says when a commit passes again. */
+ * operations are answered 503. Logged as a fail_run, once per
+ * COMMIT_FAIL_LOG_MS at most; store_commit_recovered says when a commit
+ * passes again. */
 #define COMMIT_FAIL_LOG_MS 1000
 static void commit_failed(struct store *s, const char *error)
 {
     uint64_t now = util_now_ms();
-    s->fails++;
+    int say = fail_run_add(&s->commit_fails, now, COMMIT_FAIL_LOG_MS);
     atomic_store_explicit(&s->stat_last_fail_ms, now, memory_order_relaxed);
-    atomic_store_explicit(&s->stat_fails, s->fails, memory_order_release); /* after its time */
+    atomic_store_explicit(&s->stat_fails, s->commit_fails.fails,
+                          memory_order_release); /* after its time */
     atomic_fetch_add_explicit(&s->stat_commit_failures, 1, memory_order_relaxed);
-    if (s->fails > 1 && now - s->fail_logged_ms < COMMIT_FAIL_LOG_MS)
+    if (!say)
         return;
     char q[512];
     log_error("event=store_commit_failed error=%s failed_commits=%" PRIu64
               ": the batch's requests are answered 503 until a commit passes",
-              util_quote(q, sizeof q, error), s->fails);
-    s->fail_logged_ms = now;
+              util_quote(q, sizeof q, error), s->commit_fails.fails);
 }
 
 /* Commits the writer's transaction (a batch, or an idle run of the purge):
@@ -819,9 +827,10 @@ static int commit_or_roll_back(struct store *s)
         atomic_fetch_add(&s->stat_purged, s->purged_uncommitted);
         s->purged_uncommitted = 0;
         s->purge_after_committed = s->purge_after;
-        if (s->fails) {
-            log_info("event=store_commit_recovered failed_commits=%" PRIu64, s->fails);
-            s->fails = 0;
+        if (s->commit_fails.fails) {
+            log_info("event=store_commit_recovered failed_commits=%" PRIu64,
+                     s->commit_fails.fails);
+            s->commit_fails.fails = 0;
             atomic_store_explicit(&s->stat_fails, 0, memory_order_relaxed);
         }
         return 0;
@@ -929,7 +938,7 @@ static void run_batch(struct store *s, struct op *ops)
  * said at the first failure and then at most once per CHECKPOINT_FAIL_LOG_MS
  * with the count, and when one passes again; counted in the stats. */
 #define CHECKPOINT_FAIL_LOG_MS 60000
-static void checkpoint(struct store *s, sqlite3 *db, struct ckpt_errors *e, const char *who)
+static void checkpoint(struct store *s, sqlite3 *db, struct fail_run *e, const char *who)
 {
     int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
@@ -941,12 +950,9 @@ static void checkpoint(struct store *s, sqlite3 *db, struct ckpt_errors *e, cons
         e->fails = 0;
         return;
     }
-    e->fails++;
     atomic_fetch_add_explicit(&s->stat_ckpt_failures, 1, memory_order_relaxed);
-    uint64_t now = util_now_ms();
-    if (e->fails > 1 && now - e->logged_ms < CHECKPOINT_FAIL_LOG_MS)
+    if (!fail_run_add(e, util_now_ms(), CHECKPOINT_FAIL_LOG_MS))
         return;
-    e->logged_ms = now;
     char q[512];
     log_error("event=store_checkpoint_failed by=%s error=%s failed_checkpoints=%" PRIu64
               " wal_frames=%" PRIu64 ": the WAL keeps growing until a checkpoint passes",

@@ -89,8 +89,10 @@ static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold; }
  * test, close_each closes it, so that the next test's loop is not held open */
 static struct store *open_now;
 static _Atomic int begin_busy; /* the store's BEGIN refused (see __wrap_sqlite3_step) */
-static _Atomic int insert_lost_at; /* the nth INSERT from now loses the transaction (0: none) */
-static _Atomic int insert_alone;   /* ... or fails alone, the transaction going on */
+/* the nth statement from now whose SQL starts with fail_sql fails (0: none), losing
+ * the transaction, or alone when fail_alone is set (see __wrap_sqlite3_step) */
+static const char *_Atomic fail_sql;
+static _Atomic int fail_at, fail_alone;
 static _Atomic int ckpt_fail; /* every checkpoint fails (see __wrap_sqlite3_wal_checkpoint_v2) */
 
 static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
@@ -125,8 +127,8 @@ static int close_each(void **state)
     (void)state;
     atomic_store(&wall_offset_s, 0);
     atomic_store(&begin_busy, 0);
-    atomic_store(&insert_lost_at, 0);
-    atomic_store(&insert_alone, 0);
+    atomic_store(&fail_at, 0);
+    atomic_store(&fail_alone, 0);
     atomic_store(&ckpt_fail, 0);
     ckpt_release();
     if (open_now)
@@ -150,6 +152,14 @@ static struct answer get(struct store *s, uint64_t id)
 {
     struct answer a = {0};
     store_get(s, inbox, id, on_view, &a);
+    wait_for(&a);
+    return a;
+}
+
+static struct answer cancel(struct store *s, uint64_t id)
+{
+    struct answer a = {0};
+    store_cancel(s, inbox, id, on_view, &a);
     wait_for(&a);
     return a;
 }
@@ -255,21 +265,17 @@ static void test_submit_and_transitions(void **state)
     assert_int_equal(submit(s, ID(106), "\"r1\"", P2, NULL), STORE_OK);
 
     /* cancel */
-    a = (struct answer){0};
-    store_cancel(s, inbox, ID(103), on_view, &a);
-    wait_for(&a);
+    a = cancel(s, ID(103));
     assert_int_equal(a.status, STORE_OK);
     assert_int_equal(a.v[0].state, STATE_CANCELLED);
     answer_free(&a);
     assert_true(store_is_cancelled(s, ID(103)));
     store_forget_cancelled(s, ID(103));
     assert_false(store_is_cancelled(s, ID(103)));
-    store_cancel(s, inbox, ID(103), on_view, &a);
-    wait_for(&a);
+    a = cancel(s, ID(103));
     assert_int_equal(a.status, STORE_E_STATE);
     answer_free(&a);
-    store_cancel(s, inbox, ID(999), on_view, &a);
-    wait_for(&a);
+    a = cancel(s, ID(999));
     assert_int_equal(a.status, STORE_E_NOTFOUND);
     answer_free(&a);
 
@@ -520,9 +526,7 @@ static void test_held_outcomes_and_the_task_api(void **state)
     store_update(s, inbox, &c2);
     assert_int_equal(submit(s, ID(3), "\"a3\"", P1, NULL), STORE_OK);
     assert_int_equal(state_on_disk(ID(1)), STATE_RUNNING);
-    struct answer a = {0};
-    store_cancel(s, inbox, ID(1), on_view, &a);
-    wait_for(&a);
+    struct answer a = cancel(s, ID(1));
     assert_int_equal(a.status, STORE_E_STATE);
     assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
     answer_free(&a);
@@ -1128,7 +1132,6 @@ static void test_full_disk_fault(void **state)
     assert_int_equal(st.failing_commits, 0);
     assert_int_equal(st.commit_failures, failures + 1);
     close_store(s);
-    memset(&tune, 0, sizeof tune);
 }
 
 /* The database file deleted while open: what was stored can still be read,
@@ -1187,18 +1190,20 @@ int __wrap_uv_thread_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
     return rc;
 }
 
-/* A batch's BEGIN refused on demand: test_store also links with
+/* Statements failed on demand: test_store also links with
  * -Wl,--wrap=sqlite3_step. While begin_busy is set, the store's
  * "BEGIN IMMEDIATE" answers SQLITE_BUSY without running, as it would with
- * the write lock held elsewhere past the busy timeout. */
+ * the write lock held elsewhere past the busy timeout. The fail_at-th
+ * statement starting with fail_sql answers SQLITE_FULL without running, and
+ * rolls the transaction back first unless fail_alone is set. */
 int __real_sqlite3_step(sqlite3_stmt *st);
 int __wrap_sqlite3_step(sqlite3_stmt *st)
 {
     const char *sql = sqlite3_sql(st);
     if (begin_busy && strcmp(sql, "BEGIN IMMEDIATE") == 0)
         return SQLITE_BUSY;
-    if (insert_lost_at && strncmp(sql, "INSERT INTO tasks", 17) == 0 && --insert_lost_at == 0) {
-        if (!insert_alone) /* what SQLite does when it cannot undo a failed statement alone */
+    if (fail_at && strncmp(sql, fail_sql, strlen(fail_sql)) == 0 && --fail_at == 0) {
+        if (!fail_alone) /* what SQLite does when it cannot undo a failed statement alone */
             sqlite3_exec(sqlite3_db_handle(st), "ROLLBACK", NULL, NULL, NULL);
         return SQLITE_FULL;
     }
@@ -1253,7 +1258,8 @@ static void test_transaction_lost_mid_batch(void **state)
     struct store *s = open_store(10, 86400000);
     static struct answer a[3];
     static const char *const rids[3] = {"\"l0\"", "\"l1\"", "\"l2\""};
-    insert_lost_at = 2;
+    fail_sql = "INSERT INTO tasks";
+    fail_at = 2;
     submit_three(s, a, rids);
     for (int i = 0; i < 3; i++)
         assert_int_equal(a[i].status, STORE_E_IO);
@@ -1336,8 +1342,9 @@ static void test_statement_failed_alone(void **state)
     struct store *s = open_store(10, 86400000);
     static struct answer a[3];
     static const char *const rids[3] = {"\"m0\"", "\"m1\"", "\"m2\""};
-    insert_alone = 1;
-    insert_lost_at = 2;
+    fail_sql = "INSERT INTO tasks";
+    fail_alone = 1;
+    fail_at = 2;
     submit_three(s, a, rids);
     assert_int_equal(a[0].status, STORE_OK);
     assert_int_equal(a[1].status, STORE_E_IO);
@@ -1348,7 +1355,7 @@ static void test_statement_failed_alone(void **state)
     assert_int_equal(st.commit_failures, 0);
     assert_int_equal(st.failing_submits, 0); /* one was stored after it */
     assert_int_equal(st.failing, 0);
-    insert_lost_at = 1; /* a submit that fails alone, none stored after it: refusing */
+    fail_at = 1; /* a submit that fails alone, none stored after it: refusing */
     assert_int_equal(submit(s, ID(703), "\"m3\"", P1, NULL), STORE_E_IO);
     store_stats_read(s, &st);
     assert_int_equal(st.failing_submits, 1);
@@ -1366,6 +1373,48 @@ static void test_statement_failed_alone(void **state)
     close_store(s);
 }
 
+/* An outcome's write and a cancel's failing alone (store_statement_failed):
+ * the outcome is not written, the task keeps its state, and the batch's
+ * commit passes; the cancel is answered 503 (STORE_E_IO) and can be made
+ * again. */
+static void test_update_and_cancel_failed_alone(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    assert_int_equal(submit(s, ID(800), "\"u0\"", P1, NULL), STORE_OK);
+    fail_sql = "UPDATE tasks SET state = ?1";
+    fail_alone = 1;
+    fail_at = 1;
+    UPDATE(s, ID(800), STATE_SUCCEEDED, 1, 0, NULL, "[]", 1);
+    struct answer a = get(s, ID(800)); /* a read writes the updates before it */
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_RUNNING);
+    answer_free(&a);
+    fail_sql = "UPDATE tasks SET state = 6";
+    fail_at = 1;
+    a = cancel(s, ID(800));
+    assert_int_equal(a.status, STORE_E_IO);
+    answer_free(&a);
+    a = cancel(s, ID(800));
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_CANCELLED);
+    answer_free(&a);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.commit_failures, 0);
+    assert_int_equal(st.failing, 0); /* outcomes and cancels are not submits */
+    close_store(s);
+}
+
+static uint64_t passes_from;
+static int two_more_passes(struct store *s)
+{
+    struct store_stats st;
+    store_stats_read(s, &st);
+    return st.checkpoints >= passes_from + 2;
+}
+
 /* A checkpoint that fails is counted (and logged: store_checkpoint_failed),
  * and the store goes on: its frames stay in the WAL, and the commits pass. */
 static void test_checkpoint_failures_counted(void **state)
@@ -1377,21 +1426,16 @@ static void test_checkpoint_failures_counted(void **state)
     store_stats_read(s, &st);
     assert_int_equal(st.checkpoint_failures, 0);
     ckpt_fail = 1;
-    uint64_t passes = st.checkpoints;
-    for (int i = 0; i < 400 && st.checkpoints < passes + 2; i++) { /* one every 200 ms */
-        usleep(10000);
-        store_stats_read(s, &st);
-    }
-    assert_true(st.checkpoints >= passes + 2);
+    passes_from = st.checkpoints;
+    wait_until(s, two_more_passes); /* one every 200 ms */
+    store_stats_read(s, &st);
     assert_true(st.checkpoint_failures >= 1);
     assert_int_equal(submit(s, 1, "\"c\"", P1, NULL), STORE_OK);
     ckpt_fail = 0;
     uint64_t failures = st.checkpoint_failures;
-    passes = st.checkpoints;
-    for (int i = 0; i < 400 && st.checkpoints < passes + 2; i++) {
-        usleep(10000);
-        store_stats_read(s, &st);
-    }
+    passes_from = st.checkpoints;
+    wait_until(s, two_more_passes);
+    store_stats_read(s, &st);
     assert_true(st.checkpoint_failures <= failures + 1); /* one may have been under way */
     struct answer a = get(s, 1);
     assert_int_equal(a.status, STORE_OK);
@@ -1557,6 +1601,7 @@ int main(void)
         cmocka_unit_test_teardown(test_begin_refused, close_each),
         cmocka_unit_test_teardown(test_transaction_lost_mid_batch, close_each),
         cmocka_unit_test_teardown(test_statement_failed_alone, close_each),
+        cmocka_unit_test_teardown(test_update_and_cancel_failed_alone, close_each),
         cmocka_unit_test_teardown(test_checkpoint_failures_counted, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),

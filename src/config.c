@@ -52,7 +52,8 @@ static const struct opt table[] = {
      100, S(3600), "SECONDS", "time for a whole callback, connect included (default 30)"},
     {"shutdown-grace", "EXCHANGED_SHUTDOWN_GRACE", OPT_SECONDS, &cfg_tmp.shutdown_grace_ms, 0,
      S(3600), "SECONDS",
-     "on SIGTERM/SIGINT/SIGHUP, the longest wait for answers still being written (default 10)"},
+     "on SIGTERM/SIGINT/SIGHUP, the longest wait for answers still being written and for "
+     "the answers to callbacks already sent (default 10)"},
     {"bill-log", "EXCHANGED_BILL_LOG", OPT_INT, &cfg_tmp.bill_log, 0, 1, "0|1",
      "print the seed's line per computed bill to stdout (default 1; a reader 4 MiB behind loses lines, counted in /health, and never stalls the service)"},
     {"store", "EXCHANGED_STORE", OPT_STR, &cfg_tmp.store, 0, 0, "SPEC",

@@ -108,7 +108,7 @@ static void on_stop(uv_async_t *a)
         return;
     w->stop_started_ms = util_now_ms();
     http_server_stop(w->server, on_server_drained, w);
-    runner_close(w->runner, on_runner_closed, w);
+    runner_close(w->runner, w->cfg->shutdown_grace_ms, on_runner_closed, w);
     uv_timer_start(&w->drain_timer, on_drain_poll, 0, DRAIN_POLL_MS);
 }
 

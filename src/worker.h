@@ -12,7 +12,8 @@
  *   worker_set_stop -> worker_set_join -> worker_set_free
  * Stopping: each worker stops accepting, drops its in-memory tasks at once
  * (they are in the store and resume at the next start), finishes the
- * answers under way (at most --shutdown-grace), then ends its loop.
+ * answers under way and lets the callbacks already sent get their answers
+ * (each at most --shutdown-grace), then ends its loop.
  */
 #ifndef EXCHANGED_WORKER_H
 #define EXCHANGED_WORKER_H

@@ -63,7 +63,10 @@ struct delivery {
     struct sock **socks; /* by fd */
     size_t nsocks;
     int open_polls;      /* poll handles not yet closed */
-    int closing;
+    int closing;         /* no job starts; a send ends at once, abandoned */
+    int draining;        /* closing, and the jobs on the wire may still get their answers */
+    uv_timer_t drain;    /* the end of the drain: its wait, or its last job's end */
+    int drained_ok;      /* jobs on the wire at the close that got an answer */
     void (*closed)(void *arg);
     void *closed_arg;
 };
@@ -125,6 +128,7 @@ static int close_socket_cb(void *clientp, curl_socket_t fd)
 /* ---- curl <-> libuv ---- */
 
 static void check_done(struct delivery *d);
+static void close_now(struct delivery *d);
 
 static void on_poll(uv_poll_t *p, int status, int events)
 {
@@ -218,18 +222,25 @@ static void answer_reason(char *out, size_t size, long status, const char *body,
     out[n] = '\0';
 }
 
-/* A job has its outcome: tell its owner, free it. */
+static void on_drain_over(uv_timer_t *t);
+
+/* A job has its outcome: tell its owner, free it. The last job of a drain
+ * ends the drain (on the next turn: the caller goes on using d). */
 static void job_end(struct delivery *d, struct job *job, const struct delivery_result *r)
 {
     d->in_flight--;
+    if (d->draining && !r->abandoned)
+        d->drained_ok++;
     job->done(job->arg, r);
     free(job);
+    if (d->draining && d->in_flight == 0)
+        uv_timer_start(&d->drain, on_drain_over, 0, 0);
 }
 
 static void finish(struct delivery *d, struct xfer *x, CURLcode code)
 {
     struct job *job = x->job;
-    struct delivery_result r = {0, 0, NULL, -1};
+    struct delivery_result r = {0, 0, NULL, -1, 0};
     char reason[LIMIT_PEER_BODY_KEEP + 64];
     if (code == CURLE_OK) {
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r.http_status);
@@ -242,9 +253,10 @@ static void finish(struct delivery *d, struct xfer *x, CURLcode code)
             if (curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
                 r.retry_after_s = (int64_t)ra;
         }
-    } else if (d->closing) {
+    } else if (d->closing && !d->draining) {
         snprintf(reason, sizeof reason, "shutting down");
         r.error = reason;
+        r.abandoned = 1;
     } else {
         snprintf(reason, sizeof reason, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
         r.error = reason;
@@ -324,11 +336,12 @@ static void on_client_done(void *arg, const struct http_client_result *cr)
 {
     struct job *job = arg;
     struct delivery *d = job->d;
-    struct delivery_result r = {0, cr->status, NULL, -1};
+    struct delivery_result r = {0, cr->status, NULL, -1, 0};
     char reason[LIMIT_PEER_BODY_KEEP + 64];
     if (cr->error) {
         r.http_status = 0;
-        r.error = d->closing ? "shutting down" : cr->error;
+        r.abandoned = d->closing && !d->draining;
+        r.error = r.abandoned ? "shutting down" : cr->error;
     } else if (cr->status >= 200 && cr->status < 300) {
         r.ok = 1;
     } else {
@@ -404,6 +417,8 @@ struct delivery *delivery_new(uv_loop_t *loop, const struct delivery_config *cfg
     d->timeout_ms = cfg->timeout_ms;
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
+    uv_timer_init(loop, &d->drain);
+    d->drain.data = d;
     struct http_client_config cc = {cfg->url, cfg->connect_timeout_ms, cfg->timeout_ms,
                                     d->max_in_flight + 4};
     d->client = cfg->use_curl ? NULL : http_client_new(loop, &cc);
@@ -430,7 +445,7 @@ void delivery_send(struct delivery *d, const char *body, size_t len, delivery_do
                    void *arg)
 {
     if (d->closing) {
-        struct delivery_result r = {0, 0, "shutting down", -1};
+        struct delivery_result r = {0, 0, "shutting down", -1, 1};
         done(arg, &r);
         return;
     }
@@ -455,16 +470,18 @@ size_t delivery_pending(const struct delivery *d)
     return d->queued + (size_t)d->in_flight;
 }
 
+/* The timer (h is &d->timer or &d->drain) is closed: its data goes NULL. */
 static void on_timer_closed(uv_handle_t *h)
 {
     struct delivery *d = h->data;
-    d->timer.data = NULL;
+    h->data = NULL;
     maybe_closed(d);
 }
 
 static void maybe_closed(struct delivery *d)
 {
-    if (!d->closing || d->open_polls > 0 || d->timer.data != NULL || d->client_open || !d->closed)
+    if (!d->closing || d->draining || d->open_polls > 0 || d->timer.data != NULL ||
+        d->drain.data != NULL || d->client_open || !d->closed)
         return;
     void (*cb)(void *) = d->closed;
     void *arg = d->closed_arg;
@@ -484,11 +501,26 @@ static void on_client_closed(void *arg)
     maybe_closed(d);
 }
 
-void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
+/* The drain's wait is over, or its last job ended. */
+static void on_drain_over(uv_timer_t *t)
+{
+    struct delivery *d = t->data;
+    if (d->in_flight > 0)
+        log_warn("event=shutdown_callbacks_cut_off count=%d answered=%d: their tasks are sent "
+                 "again at the next start",
+                 d->in_flight, d->drained_ok);
+    else
+        log_debug("event=shutdown_callbacks_answered count=%d", d->drained_ok);
+    close_now(d);
+}
+
+void delivery_close(struct delivery *d, uint64_t wait_ms, void (*closed)(void *arg), void *arg)
 {
     d->closing = 1;
-    struct delivery_result r = {0, 0, "shutting down", -1};
-    /* queued jobs */
+    d->closed = closed;
+    d->closed_arg = arg;
+    struct delivery_result r = {0, 0, "shutting down", -1, 1};
+    /* queued jobs: never sent */
     while (d->queue_head) {
         struct job *job = d->queue_head;
         d->queue_head = job->next;
@@ -497,8 +529,20 @@ void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg)
     }
     d->queue_tail = NULL;
     d->queued = 0;
-    d->closed = closed;
-    d->closed_arg = arg;
+    if (d->in_flight > 0 && wait_ms > 0) {
+        d->draining = 1;
+        uv_timer_start(&d->drain, on_drain_over, wait_ms, 0);
+        return;
+    }
+    close_now(d);
+}
+
+/* Ends what is still running (abandoned) and closes every handle. */
+static void close_now(struct delivery *d)
+{
+    d->draining = 0;
+    uv_timer_stop(&d->drain);
+    uv_close((uv_handle_t *)&d->drain, on_timer_closed);
     if (d->client) {
         /* running requests end with "shutting down"; then on_client_closed */
         struct http_client *c = d->client;

@@ -40,6 +40,8 @@ struct delivery_result {
     long http_status;  /* 0 when no answer came */
     const char *error; /* on failure: curl's error, or "HTTP 400: <body, truncated>" */
     int64_t retry_after_s; /* the answer's Retry-After in seconds, or -1 */
+    int abandoned;     /* 1: ended by delivery_close without an answer (never sent, or cut
+                        * off at the end of its wait), error "shutting down" */
 };
 
 /* Called once per delivery_send, on the loop's thread; r is valid only
@@ -55,9 +57,12 @@ void delivery_send(struct delivery *d, const char *body, size_t len, delivery_do
 void delivery_signature(const char *key, const char *body, size_t len, char *out);
 /* Transfers queued or running. */
 size_t delivery_pending(const struct delivery *d);
-/* Aborts what is queued or running (their done callbacks run with
- * error "shutting down"), closes every handle, then calls closed(arg)
- * and frees d. */
-void delivery_close(struct delivery *d, void (*closed)(void *arg), void *arg);
+/* Stops: what is queued ends at once, abandoned (its done callback runs
+ * with error "shutting down"), and so does every later send. What is
+ * already on the wire may get its answer for up to wait_ms (done runs
+ * with it, as usual: a main service that has taken a callback is not sent
+ * it again at the next start); then what is left is cut off, abandoned.
+ * Then every handle closes, closed(arg) runs, and d is freed. */
+void delivery_close(struct delivery *d, uint64_t wait_ms, void (*closed)(void *arg), void *arg);
 
 #endif

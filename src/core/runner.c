@@ -59,6 +59,9 @@ struct runner {
      * the start wait for the first one's, a short while each (see runner_new) */
     int unknown;
     int closing;
+    uint64_t left_async;   /* at the close: tasks left in the store for the next start */
+    uint64_t dropped_sync; /* at the close: sync requests answered 503 */
+    uint64_t answered;     /* at the close: callbacks on the wire that got their answer */
     void (*closed)(void *arg);
     void *closed_arg;
 };
@@ -268,15 +271,26 @@ static void task_done(struct task *t)
     task_free(t);
 }
 
+/* A task dropped from memory at a stop: the store keeps it, and the next
+ * start resumes it from what was last written. */
+static void left_for_next_start(struct task *t)
+{
+    struct runner *r = t->r;
+    r->left_async++;
+    ST_SUB(tasks_in_flight);
+    task_free(t);
+}
+
 static void on_delivered(void *arg, const struct delivery_result *res)
 {
     struct task *t = arg;
     struct runner *r = t->r;
-    if (r->closing) { /* abandoned: the store still says delivering/retrying */
-        ST_SUB(tasks_in_flight);
-        task_free(t);
+    if (res->abandoned) { /* the store still says delivering/retrying */
+        left_for_next_start(t);
         return;
     }
+    if (r->closing)
+        r->answered++;
     char id[17];
     runner_format_id(t->id, id);
     t->attempts++;
@@ -331,6 +345,10 @@ static void on_delivered(void *arg, const struct delivery_result *res)
              "retry_in_ms=%" PRIu64,
              id, t->ex->request_id, t->attempts, res->http_status, why_q, delay);
     record(t, STATE_RETRYING, (int64_t)(now_wall + delay), res->error);
+    if (r->closing) { /* stored as retrying: the next start sends it at its time */
+        left_for_next_start(t);
+        return;
+    }
     deadline_push(&r->heap, uv_now(r->loop) + delay, t, TAG_DELIVER);
     arm(r);
 }
@@ -597,37 +615,48 @@ static void on_timer_closed(uv_handle_t *h)
         done(arg);
 }
 
-static void on_delivery_closed(void *arg)
+/* Drops every task waiting in the heap: computing, or waiting for a retry
+ * (async ones stay in the store for the next start; sync requests are
+ * answered 503). */
+static void drop_waiting(struct runner *r)
 {
-    struct runner *r = arg;
-    uint64_t left_async = 0, dropped_sync = 0;
     uint32_t idx;
     struct task *t;
     while ((t = deadline_pop_due(&r->heap, UINT64_MAX >> 20, &idx))) {
         if (idx != TAG_DELIVER && --t->pending)
             continue;
         if (t->kind == TASK_SYNC) {
-            dropped_sync++;
+            r->dropped_sync++;
             ST_SUB(sync_in_flight);
             http_reply_detail(t->reply, 503, "Service shutting down", HTTP_RETRY_AFTER);
+            task_free(t);
         } else {
-            left_async++;
-            ST_SUB(tasks_in_flight);
+            left_for_next_start(t);
         }
-        task_free(t);
     }
-    if (left_async || dropped_sync)
+}
+
+static void on_delivery_closed(void *arg)
+{
+    struct runner *r = arg;
+    drop_waiting(r); /* none: nothing is pushed once closing; for certainty */
+    if (r->left_async || r->dropped_sync || r->answered)
         log_info("event=runner_stopped tasks_left_for_next_start=%" PRIu64
-                 " sync_answered_503=%" PRIu64,
-                 left_async, dropped_sync);
-    uv_timer_stop(&r->timer);
+                 " sync_answered_503=%" PRIu64 " callbacks_answered_while_stopping=%" PRIu64,
+                 r->left_async, r->dropped_sync, r->answered);
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 }
 
-void runner_close(struct runner *r, void (*done)(void *arg), void *arg)
+void runner_close(struct runner *r, uint64_t wait_ms, void (*done)(void *arg), void *arg)
 {
     r->closing = 1;
     r->closed = done;
     r->closed_arg = arg;
-    delivery_close(r->delivery, on_delivery_closed, r);
+    /* nothing more is computed or sent: no bill comes due, no retry */
+    uv_timer_stop(&r->timer);
+    r->timer_due = 0;
+    drop_waiting(r);
+    /* the callbacks on the wire get their answers (recorded as usual) for up
+     * to wait_ms; those cut off stay delivering/retrying in the store */
+    delivery_close(r->delivery, wait_ms, on_delivery_closed, r);
 }

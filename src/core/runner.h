@@ -85,11 +85,13 @@ void runner_submit_sync(struct runner *r, struct exchange *ex, struct http_excha
 /* Tasks not yet finished (computing, or waiting for their callback). */
 uint64_t runner_active(const struct runner *r);
 
-/* Stops: closes the delivery (callbacks in flight are abandoned and will be
- * sent again at the next start), drops the tasks in memory (they stay in the
- * store; sync requests are answered 503), closes the timer, frees r, then
- * calls done(arg). */
-void runner_close(struct runner *r, void (*done)(void *arg), void *arg);
+/* Stops: nothing more is computed or sent; the tasks waiting in memory are
+ * dropped (they stay in the store for the next start; sync requests are
+ * answered 503). The callbacks already on the wire get their answers for up
+ * to wait_ms, recorded as usual (a delivered task is not sent again at the
+ * next start); those still unanswered then are cut off and sent again at
+ * the next start. Then closes the timer, frees r and calls done(arg). */
+void runner_close(struct runner *r, uint64_t wait_ms, void (*done)(void *arg), void *arg);
 
 /* Formats a task id as 16 hex digits into out (>= 17 bytes). */
 void runner_format_id(uint64_t id, char *out);

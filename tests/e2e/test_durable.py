@@ -1,6 +1,7 @@
 """Durable tasks: the task API, retries, recovery after kill -9, cancel,
 idempotency, limits, a full disk, shutdown."""
 import concurrent.futures
+import http.server
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -533,6 +535,97 @@ def test_grace_over_closes_what_is_left_and_stops_cleanly(start_service, main_se
     stuck.close()
     # the tasks still computing were left in the store: a new start sends them
     restart_delivers(start_service, main_service, store, "grace", ids)
+
+
+class _HeldMain:
+    """A main service that answers each callback 200 after `hold` seconds (it took the
+    callback at once: a callback it is sent again is a duplicate for it)."""
+
+    def __init__(self, hold):
+        self.hold, self.got, self.arrived = hold, [], threading.Semaphore(0)
+        main = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_PUT(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                main.got.append(json.loads(body)["request_id"])
+                main.arrived.release()
+                time.sleep(main.hold)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:
+                    pass  # the service cut it off
+
+            def log_message(self, *args):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.srv.daemon_threads = True
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+
+    def wait(self, n):
+        for _ in range(n):
+            assert self.arrived.acquire(timeout=10), f"{len(self.got)} callbacks arrived"
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_stop_waits_for_the_answers_of_callbacks_on_the_wire(start_service, tmp_path):
+    """A stop lets the callbacks already sent get their answers and records them, so a
+    restart does not send them again (before, they were cut off: each a duplicate for
+    the main service at the next start)."""
+    main = _HeldMain(1.0)
+    try:
+        store = f"sqlite:{tmp_path}/wire.db"
+        svc = start_service("--latency", "0-0", "--store", store,
+                            env={"MAIN_SERVICE_URL": main.url})
+        ids = [submit(svc, f"wire-{i}")[2]["task_id"] for i in range(3)]
+        main.wait(3)
+        t0 = time.monotonic()
+        assert svc.stop() == 0
+        assert 0.5 < time.monotonic() - t0 < 8  # waited for the answers, not for the grace
+        assert sum(int(n) for n in re.findall(r"callbacks_answered_while_stopping=(\d+)",
+                                              svc.err.text())) == 3
+        again = start_service("--latency", "0-0", "--store", store,
+                              env={"MAIN_SERVICE_URL": main.url})
+        again.err.wait(r"event=recovered tasks=0 ")  # nothing to send again
+        for i in ids:
+            assert task(again, i)[1]["state"] == "succeeded"
+        assert sorted(main.got) == ["wire-0", "wire-1", "wire-2"]
+    finally:
+        main.close()
+
+
+def test_stop_cuts_off_callbacks_unanswered_at_the_grace(start_service, tmp_path):
+    """A callback still unanswered when --shutdown-grace runs out is cut off and its
+    task sent again at the next start."""
+    main = _HeldMain(30.0)
+    try:
+        store = f"sqlite:{tmp_path}/cut.db"
+        svc = start_service("--latency", "0-0", "--store", store, "--shutdown-grace", "1",
+                            env={"MAIN_SERVICE_URL": main.url})
+        tid = submit(svc, "cut")[2]["task_id"]
+        main.wait(1)
+        t0 = time.monotonic()
+        assert svc.stop() == 0
+        assert time.monotonic() - t0 < 5
+        svc.err.wait(r"event=shutdown_callbacks_cut_off count=1 answered=0")
+        main.hold = 0
+        again = start_service("--latency", "0-0", "--store", store,
+                              env={"MAIN_SERVICE_URL": main.url})
+        again.err.wait(r"event=recovered tasks=1 ")
+        assert wait_state(again, tid, "succeeded")
+        assert main.got == ["cut", "cut"]
+    finally:
+        main.close()
 
 
 def ignored_then_term(argv, sig):

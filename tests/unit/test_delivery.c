@@ -43,6 +43,7 @@ static const struct route routes[] = {
 struct outcome {
     int done;
     int ok;
+    int abandoned;
     long status;
     char error[600];
 };
@@ -59,12 +60,13 @@ static void done_cb(void *arg, const struct delivery_result *r)
     struct outcome *o = arg;
     o->done++;
     o->ok = r->ok;
+    o->abandoned = r->abandoned;
     o->status = r->http_status;
     snprintf(o->error, sizeof o->error, "%s", r->error ? r->error : "");
     if (--remaining == 0) {
-        delivery_close(d_ok, closed, NULL);
-        delivery_close(d_bad, closed, NULL);
-        delivery_close(d_refused, closed, NULL);
+        delivery_close(d_ok, 0, closed, NULL);
+        delivery_close(d_bad, 0, closed, NULL);
+        delivery_close(d_refused, 0, closed, NULL);
         http_server_stop(srv, closed, NULL);
     }
 }
@@ -142,9 +144,10 @@ static void close_aborts_queued(void)
     remaining = 100; /* no automatic close */
     for (int i = 0; i < 3; i++)
         delivery_send(d, "{}", 2, done_cb, &o[i]);
-    delivery_close(d, closed, NULL);
+    delivery_close(d, 0, closed, NULL);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(o[i].done, 1);
+        assert_int_equal(o[i].abandoned, 1);
         assert_string_equal(o[i].error, "shutting down");
     }
     /* a send once closing is answered at once, and queues nothing */
@@ -152,6 +155,7 @@ static void close_aborts_queued(void)
     memset(&late, 0, sizeof late);
     delivery_send(d, "{}", 2, done_cb, &late);
     assert_int_equal(late.done, 1);
+    assert_int_equal(late.abandoned, 1);
     assert_string_equal(late.error, "shutting down");
     assert_int_equal(delivery_pending(d), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -164,6 +168,105 @@ static void test_close_aborts_queued(void **state)
     close_aborts_queued();
     use_curl = 1;
     close_aborts_queued();
+    use_curl = 0;
+}
+
+/* ---- a close while a callback is on the wire ---- */
+
+static int slow_ms, slow_got;
+static uint64_t slow_answered_at;
+static uv_timer_t slow_timer;
+static struct http_exchange *slow_x;
+
+static void slow_answer(uv_timer_t *t)
+{
+    slow_answered_at = uv_now(t->loop);
+    http_reply(slow_x, 200, "{}", 2, NULL); /* to nobody, when the delivery left */
+    slow_x = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Answers slow_ms after the request came. */
+static void on_slow(struct http_request *req, void *ctx)
+{
+    uv_loop_t *loop = ctx;
+    slow_got++;
+    slow_x = req->x;
+    uv_timer_init(loop, &slow_timer);
+    uv_timer_start(&slow_timer, slow_answer, (uint64_t)slow_ms, 0);
+}
+
+static const struct route slow_routes[] = {{HTTP_PUT, "/slow", on_slow, 0}, {0}};
+
+static int closed_flag;
+static uint64_t closed_at;
+static void closed_mark(void *arg)
+{
+    closed_flag = 1;
+    closed_at = uv_now(arg);
+}
+
+/* One callback on the wire (answered reply_ms after it came) and two
+ * queued behind it; the delivery closes with wait_ms to wait. The queued
+ * ones end at once, abandoned; the one on the wire gets its answer when
+ * it comes within the wait, and is cut off (abandoned) at the wait's end
+ * when it does not. */
+static void close_with_one_on_the_wire(int reply_ms, int wait_ms)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int port;
+    srv = loopsrv_start(&loop, slow_routes, &loop, &port);
+    struct delivery *d = make(&loop, port, "/slow", 1);
+    struct outcome o[3];
+    memset(o, 0, sizeof o);
+    remaining = 100; /* no automatic close */
+    slow_ms = reply_ms;
+    slow_got = 0;
+    slow_answered_at = 0;
+    closed_flag = 0;
+    for (int i = 0; i < 3; i++)
+        delivery_send(d, "{}", 2, done_cb, &o[i]);
+    while (!slow_got)
+        uv_run(&loop, UV_RUN_ONCE);
+    uint64_t t0 = uv_now(&loop);
+    delivery_close(d, (uint64_t)wait_ms, closed_mark, &loop);
+    for (int i = 1; i < 3; i++) { /* never sent: at once */
+        assert_int_equal(o[i].done, 1);
+        assert_int_equal(o[i].abandoned, 1);
+        assert_string_equal(o[i].error, "shutting down");
+    }
+    assert_int_equal(o[0].done, 0);
+    assert_int_equal(delivery_pending(d), 1);
+    while (!closed_flag)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(o[0].done, 1);
+    if (reply_ms < wait_ms) { /* answered: as usual, then the close */
+        assert_int_equal(o[0].abandoned, 0);
+        assert_int_equal(o[0].ok, 1);
+        assert_int_equal(o[0].status, 200);
+        assert_true(slow_answered_at > 0 && closed_at >= slow_answered_at);
+    } else { /* cut off at the wait's end, before the answer came */
+        assert_int_equal(o[0].abandoned, 1);
+        assert_int_equal(o[0].ok, 0);
+        assert_string_equal(o[0].error, "shutting down");
+        assert_int_equal(slow_answered_at, 0);
+        assert_in_range(closed_at - t0, (uint64_t)wait_ms, (uint64_t)reply_ms - 1);
+    }
+    assert_int_equal(slow_got, 1); /* the queued ones were never sent */
+    http_server_stop(srv, closed, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_close_waits_for_the_answer_on_the_wire(void **state)
+{
+    (void)state;
+    for (int curl = 0; curl < 2; curl++) {
+        use_curl = curl;
+        close_with_one_on_the_wire(150, 5000);
+        close_with_one_on_the_wire(1500, 100);
+    }
     use_curl = 0;
 }
 
@@ -239,7 +342,7 @@ static void signed_once(int curl)
     delivery_send(d, "{\"n\": 2}", 8, done_cb, &o);
     while (!o.done)
         uv_run(&loop, UV_RUN_ONCE);
-    delivery_close(d, closed, NULL);
+    delivery_close(d, 0, closed, NULL);
     uv_close((uv_handle_t *)&raw_listener, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -274,6 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_outcomes_client),
                                        cmocka_unit_test(test_outcomes_curl),
                                        cmocka_unit_test(test_close_aborts_queued),
+                                       cmocka_unit_test(test_close_waits_for_the_answer_on_the_wire),
                                        cmocka_unit_test(test_signature),
                                        cmocka_unit_test(test_signed_request_both_transports)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

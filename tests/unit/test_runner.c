@@ -47,7 +47,7 @@ static void on_check(uv_check_t *c)
     if (watched->callbacks_delivered + watched->callbacks_failed < 2)
         return;
     uv_close((uv_handle_t *)c, NULL);
-    runner_close(run, on_runner_closed, NULL);
+    runner_close(run, 0, on_runner_closed, NULL);
     http_server_stop(srv, closed_noop, NULL);
 }
 
@@ -169,7 +169,7 @@ static void test_ids_increase_across_workers(void **state)
     assert_in_range(runner_ids_after(last), 0, 100); /* an older one changes nothing */
     assert_int_equal(runner_new_id(w[0]) >> 8, (id >> 8) + 1);
     for (int i = 0; i < 2; i++)
-        runner_close(w[i], on_runner_closed, NULL);
+        runner_close(w[i], 0, on_runner_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     store_close(st);
@@ -202,7 +202,7 @@ static void age_done(void)
     uv_check_stop(&check);
     uv_close((uv_handle_t *)&check, NULL);
     uv_close((uv_handle_t *)&age_give_up, NULL);
-    runner_close(run, on_runner_closed, NULL);
+    runner_close(run, 0, on_runner_closed, NULL);
     http_server_stop(srv, closed_noop, NULL);
 }
 
@@ -359,11 +359,82 @@ static void test_close_drops_waiting(void **state)
                                        "{\"denomination_id\": 1, \"denomination\": 1, \"count\": 1},"
                                        "{\"denomination_id\": 2, \"denomination\": 1, \"count\": 1}]}"), runner_new_id(run));
     assert_int_equal(runner_active(run), 5);
-    runner_close(run, on_runner_closed, NULL);
+    runner_close(run, 0, on_runner_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(counters.tasks_in_flight, 0);
     assert_int_equal(uv_loop_close(&loop), 0);
     store_close(store);
+}
+
+/* ---- a stop while callbacks are on the wire ---- */
+
+static int wire_status, wire_got, wire_answered, wire_closed_after_answer;
+static struct http_exchange *wire_x[2];
+static uv_timer_t wire_timer;
+
+static void wire_answer(uv_timer_t *t)
+{
+    for (int i = 0; i < wire_got; i++)
+        http_reply(wire_x[i], wire_status, "{}", 2, NULL);
+    wire_answered = 1;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_wire_runner_closed(void *arg)
+{
+    (void)arg;
+    wire_closed_after_answer = wire_answered;
+    http_server_stop(srv, closed_noop, NULL);
+}
+
+/* Both callbacks are on the wire: the stop begins; the answers come 200 ms later. */
+static void on_put_held(struct http_request *req, void *ctx)
+{
+    uv_loop_t *loop = ctx;
+    wire_x[wire_got++] = req->x;
+    if (wire_got < 2)
+        return;
+    runner_close(run, 5000, on_wire_runner_closed, NULL);
+    uv_timer_init(loop, &wire_timer);
+    uv_timer_start(&wire_timer, wire_answer, 200, 0);
+}
+
+static const struct route held_routes[] = {{HTTP_PUT, "/api/exchange_result", on_put_held, 0},
+                                           {0}};
+
+/* A stop waits for the answers of the callbacks on the wire and takes them
+ * as usual: a 200 delivers (not sent again at the next start), a 503 is
+ * stored as a retry for the next start, and no retry is made meanwhile. */
+static void stop_with_callbacks_on_the_wire(int status)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int port;
+    srv = loopsrv_start(&loop, held_routes, &loop, &port);
+    struct runner_counters counters;
+    memset(&counters, 0, sizeof counters);
+    setup(&loop, &counters, 0, port);
+    wire_status = status;
+    wire_got = wire_answered = wire_closed_after_answer = 0;
+    for (int i = 0; i < 2; i++)
+        runner_start(run, parse("{\"request_id\": 1, \"exchange_rate\": 1, \"bills\": ["
+                                "{\"denomination_id\": 1, \"denomination\": 1, \"count\": 1}]}"),
+                     runner_new_id(run));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(wire_got, 2); /* no retry was made during the stop */
+    assert_int_equal(wire_closed_after_answer, 1);
+    assert_int_equal(counters.callbacks_delivered, status == 200 ? 2 : 0);
+    assert_int_equal(counters.callbacks_failed, 0);
+    assert_int_equal(counters.tasks_in_flight, 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    store_close(store);
+}
+
+static void test_stop_waits_for_callbacks_on_the_wire(void **state)
+{
+    (void)state;
+    stop_with_callbacks_on_the_wire(200);
+    stop_with_callbacks_on_the_wire(503);
 }
 
 int main(void)
@@ -374,7 +445,8 @@ int main(void)
                                        cmocka_unit_test(test_age_counts_on_the_monotonic_clock),
                                        cmocka_unit_test(test_resumed_age_counts_from_now),
                                        cmocka_unit_test(test_age_from),
-                                       cmocka_unit_test(test_close_drops_waiting)};
+                                       cmocka_unit_test(test_close_drops_waiting),
+                                       cmocka_unit_test(test_stop_waits_for_callbacks_on_the_wire)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
     return rc;

@@ -66,7 +66,7 @@ struct delivery {
     int closing;         /* no job starts; a send ends at once, abandoned */
     int draining;        /* closing, and the jobs on the wire may still get their answers */
     uv_timer_t drain;    /* the end of the drain: its wait, or its last job's end */
-    int drained_ok;      /* jobs on the wire at the close that got an answer */
+    int drained;         /* jobs on the wire at the close that ended on their own (an answer, or an error) */
     void (*closed)(void *arg);
     void *closed_arg;
 };
@@ -230,7 +230,7 @@ static void job_end(struct delivery *d, struct job *job, const struct delivery_r
 {
     d->in_flight--;
     if (d->draining && !r->abandoned)
-        d->drained_ok++;
+        d->drained++;
     job->done(job->arg, r);
     free(job);
     if (d->draining && d->in_flight == 0)
@@ -506,11 +506,11 @@ static void on_drain_over(uv_timer_t *t)
 {
     struct delivery *d = t->data;
     if (d->in_flight > 0)
-        log_warn("event=shutdown_callbacks_cut_off count=%d answered=%d: their tasks are sent "
+        log_warn("event=shutdown_callbacks_cut_off count=%d finished=%d: their tasks are sent "
                  "again at the next start",
-                 d->in_flight, d->drained_ok);
+                 d->in_flight, d->drained);
     else
-        log_debug("event=shutdown_callbacks_answered count=%d", d->drained_ok);
+        log_debug("event=shutdown_callbacks_finished count=%d", d->drained);
     close_now(d);
 }
 

@@ -61,7 +61,7 @@ struct runner {
     int closing;
     uint64_t left_async;   /* at the close: tasks left in the store for the next start */
     uint64_t dropped_sync; /* at the close: sync requests answered 503 */
-    uint64_t answered;     /* at the close: callbacks on the wire that got their answer */
+    uint64_t finished;     /* at the close: callbacks on the wire that ended on their own */
     void (*closed)(void *arg);
     void *closed_arg;
 };
@@ -290,7 +290,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         return;
     }
     if (r->closing)
-        r->answered++;
+        r->finished++;
     char id[17];
     runner_format_id(t->id, id);
     t->attempts++;
@@ -640,10 +640,10 @@ static void on_delivery_closed(void *arg)
 {
     struct runner *r = arg;
     drop_waiting(r); /* none: nothing is pushed once closing; for certainty */
-    if (r->left_async || r->dropped_sync || r->answered)
+    if (r->left_async || r->dropped_sync || r->finished)
         log_info("event=runner_stopped tasks_left_for_next_start=%" PRIu64
-                 " sync_answered_503=%" PRIu64 " callbacks_answered_while_stopping=%" PRIu64,
-                 r->left_async, r->dropped_sync, r->answered);
+                 " sync_answered_503=%" PRIu64 " callbacks_finished_while_stopping=%" PRIu64,
+                 r->left_async, r->dropped_sync, r->finished);
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 }
 

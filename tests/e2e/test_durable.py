@@ -592,7 +592,7 @@ def test_stop_waits_for_the_answers_of_callbacks_on_the_wire(start_service, tmp_
         t0 = time.monotonic()
         assert svc.stop() == 0
         assert 0.5 < time.monotonic() - t0 < 8  # waited for the answers, not for the grace
-        assert sum(int(n) for n in re.findall(r"callbacks_answered_while_stopping=(\d+)",
+        assert sum(int(n) for n in re.findall(r"callbacks_finished_while_stopping=(\d+)",
                                               svc.err.text())) == 3
         again = start_service("--latency", "0-0", "--store", store,
                               env={"MAIN_SERVICE_URL": main.url})
@@ -617,7 +617,7 @@ def test_stop_cuts_off_callbacks_unanswered_at_the_grace(start_service, tmp_path
         t0 = time.monotonic()
         assert svc.stop() == 0
         assert time.monotonic() - t0 < 5
-        svc.err.wait(r"event=shutdown_callbacks_cut_off count=1 answered=0")
+        svc.err.wait(r"event=shutdown_callbacks_cut_off count=1 finished=0")
         main.hold = 0
         again = start_service("--latency", "0-0", "--store", store,
                               env={"MAIN_SERVICE_URL": main.url})

@@ -66,7 +66,7 @@ struct delivery {
     int closing;         /* no job starts; a send ends at once, abandoned */
     int draining;        /* closing, and the jobs on the wire may still get their answers */
     uv_timer_t drain;    /* the end of the drain: its wait, or its last job's end */
-    int drained;         /* jobs on the wire at the close that ended on their own (an answer, or an error) */
+    int drained;         /* jobs on the wire at the close that ended on their own */
     void (*closed)(void *arg);
     void *closed_arg;
 };

@@ -1,8 +1,10 @@
 /* delivery: a 2xx ends well, a 4xx keeps status and body, a refused
  * connection keeps the reason, in-flight bound respected, and every
- * handle closes (uv_loop_close == 0); through both transports, our
- * HTTP client (http://) and libcurl (https://, forced here on http://);
- * with an HMAC key, both send X-Signature over the exact body. */
+ * handle closes (uv_loop_close == 0); a close ends the queued at once and
+ * waits (a bounded time) for the answer of the one on the wire; through
+ * both transports, our HTTP client (http://) and libcurl (https://, forced
+ * here on http://); with an HMAC key, both send X-Signature over the exact
+ * body. */
 #define _GNU_SOURCE /* strcasestr */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -374,12 +376,14 @@ static void test_signature(void **state)
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_outcomes_client),
-                                       cmocka_unit_test(test_outcomes_curl),
-                                       cmocka_unit_test(test_close_aborts_queued),
-                                       cmocka_unit_test(test_close_waits_for_the_answer_on_the_wire),
-                                       cmocka_unit_test(test_signature),
-                                       cmocka_unit_test(test_signed_request_both_transports)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_outcomes_client),
+        cmocka_unit_test(test_outcomes_curl),
+        cmocka_unit_test(test_close_aborts_queued),
+        cmocka_unit_test(test_close_waits_for_the_answer_on_the_wire),
+        cmocka_unit_test(test_signature),
+        cmocka_unit_test(test_signed_request_both_transports),
+    };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
     return rc;

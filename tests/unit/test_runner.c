@@ -1,6 +1,7 @@
 /* runner: an async task's callback body, byte for byte; ids unique and
  * time-ordered; a task's age for the retry limit, whatever the wall clock
- * does; shutdown drops waiting tasks and closes cleanly. */
+ * does; shutdown drops waiting tasks, takes the answers of the callbacks on
+ * the wire as usual, and closes cleanly. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -66,7 +66,6 @@ struct delivery {
     int closing;         /* no job starts; a send ends at once, abandoned */
     int draining;        /* closing, and the jobs on the wire may still get their answers */
     uv_timer_t drain;    /* the end of the drain: its wait, or its last job's end */
-    int drained;         /* jobs on the wire at the close that ended on their own */
     void (*closed)(void *arg);
     void *closed_arg;
 };
@@ -229,8 +228,6 @@ static void on_drain_over(uv_timer_t *t);
 static void job_end(struct delivery *d, struct job *job, const struct delivery_result *r)
 {
     d->in_flight--;
-    if (d->draining && !r->abandoned)
-        d->drained++;
     job->done(job->arg, r);
     free(job);
     if (d->draining && d->in_flight == 0)
@@ -501,16 +498,15 @@ static void on_client_closed(void *arg)
     maybe_closed(d);
 }
 
-/* The drain's wait is over, or its last job ended. */
+/* The drain's wait is over, or its last job ended. (The runner counts the
+ * jobs that ended on their own meanwhile: callbacks_finished_while_stopping.) */
 static void on_drain_over(uv_timer_t *t)
 {
     struct delivery *d = t->data;
     if (d->in_flight > 0)
-        log_warn("event=shutdown_callbacks_cut_off count=%d finished=%d: their tasks are sent "
-                 "again at the next start",
-                 d->in_flight, d->drained);
-    else
-        log_debug("event=shutdown_callbacks_finished count=%d", d->drained);
+        log_warn("event=shutdown_callbacks_cut_off count=%d: their tasks are sent again at the "
+                 "next start",
+                 d->in_flight);
     close_now(d);
 }
 

@@ -370,12 +370,12 @@ static void test_close_drops_waiting(void **state)
 /* ---- a stop while callbacks are on the wire ---- */
 
 static int wire_status, wire_got, wire_answered, wire_closed_after_answer;
-static struct http_exchange *wire_x[2];
+static struct http_exchange *wire_x[2]; /* the first two PUTs; any later one is a failure */
 static uv_timer_t wire_timer;
 
 static void wire_answer(uv_timer_t *t)
 {
-    for (int i = 0; i < wire_got; i++)
+    for (int i = 0; i < 2; i++)
         http_reply(wire_x[i], wire_status, "{}", 2, NULL);
     wire_answered = 1;
     uv_close((uv_handle_t *)t, NULL);
@@ -392,6 +392,11 @@ static void on_wire_runner_closed(void *arg)
 static void on_put_held(struct http_request *req, void *ctx)
 {
     uv_loop_t *loop = ctx;
+    if (wire_got >= 2) { /* a retry during the stop: counted (the test fails), answered */
+        wire_got++;
+        http_reply(req->x, 500, "{}", 2, NULL);
+        return;
+    }
     wire_x[wire_got++] = req->x;
     if (wire_got < 2)
         return;

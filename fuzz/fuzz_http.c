@@ -80,7 +80,7 @@ static void init(void)
     if (fd < 0)
         abort();
     struct http_server_config cfg = {&counters, routes, NULL, 4096, 100, 60000, 60000, 60000,
-                                     "fuzz-token"};
+                                     "fuzz-token", NULL, 0};
     int err;
     srv = http_server_new(&loop, fd, &cfg, &err);
     if (!srv)

@@ -21,6 +21,7 @@ struct worker_set {
     int next_resume;
     int n;
     int port;
+    struct http_group *group; /* the workers' servers: one cap, connections evened out */
     uint64_t started_ms;
     struct worker *w;
 };
@@ -135,7 +136,7 @@ int worker_set_prepare(struct worker_set *s)
     const struct config *cfg = s->cfg;
     char url[2200];
     snprintf(url, sizeof url, "%s/api/exchange_result", cfg->main_service_url);
-    unsigned per_worker = (unsigned)((cfg->max_connections + s->n - 1) / s->n);
+    s->group = http_group_new(s->n, (unsigned)cfg->max_connections);
     for (int i = 0; i < s->n; i++) {
         struct worker *w = &s->w[i];
         uv_loop_init(&w->loop);
@@ -154,9 +155,10 @@ int worker_set_prepare(struct worker_set *s)
              cfg->retry_max_age_ms},
             w->inbox};
         w->runner = runner_new(&w->loop, &rc, delivery_new(&w->loop, &dc));
-        struct http_server_config sc = {&w->http_counters, api_routes, w, cfg->max_body, per_worker,
-                                        cfg->header_timeout_ms, cfg->body_timeout_ms,
-                                        cfg->idle_timeout_ms, cfg->api_token};
+        struct http_server_config sc = {&w->http_counters, api_routes, w, cfg->max_body,
+                                        (unsigned)cfg->max_connections, cfg->header_timeout_ms,
+                                        cfg->body_timeout_ms, cfg->idle_timeout_ms,
+                                        cfg->api_token, s->group, i};
         int err = 0;
         w->server = http_server_new(&w->loop, w->listen_fd, &sc, &err);
         if (!w->server)
@@ -202,6 +204,7 @@ void worker_set_join(struct worker_set *s)
 
 void worker_set_free(struct worker_set *s)
 {
+    http_group_free(s->group);
     free(s->w);
     free(s);
 }

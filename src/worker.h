@@ -1,7 +1,8 @@
 /*
  * worker: one thread, one libuv loop, and what that loop owns: a listener
- * on the shared port (SO_REUSEPORT: the kernel spreads connections), its
- * connections, its tasks (runner + deadline heap), its callbacks
+ * on the shared port (SO_REUSEPORT: the kernel spreads connections by a
+ * hash; the workers' servers form one http_group, which evens them out and
+ * holds --max-connections over all workers), its connections, its tasks (runner + deadline heap), its callbacks
  * (delivery, owned by the runner) and its store inbox. Nothing mutable is
  * shared between workers, so the request path takes no lock; the store is
  * reached through its queue.

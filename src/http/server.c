@@ -114,13 +114,14 @@ struct http_server {
     uv_loop_t *loop;
     int listen_fd;
     uv_poll_t listener;          /* readable: connections wait on listen_fd */
-    uv_timer_t accept_retry;     /* after an accept failure */
-    int handles_open;            /* listener and accept_retry, until closed */
+    uv_timer_t accept_retry;     /* after an accept failure; at the group's cap */
+    uv_async_t handed;           /* in a group: connections handed to this server */
+    int handles_open;            /* listener, accept_retry (and handed), until closed */
     struct http_server_config cfg;
     http_parser_settings settings;
     struct http_conn *conns;
     unsigned nconns;
-    int accept_paused;           /* at max_connections: until one closes */
+    int accept_paused;           /* at the cap: until one closes (or the recheck) */
     int accept_failing;          /* an accept failed: until accept_retry fires */
     uint64_t accept_warned_ms;   /* when the last accept failure was logged */
     uint64_t accept_unlogged;    /* accept failures since then, not logged */
@@ -429,6 +430,8 @@ static void conn_close(struct http_conn *c)
         c->next->prev = c->prev;
     srv->nconns--;
     atomic_fetch_sub_explicit(&srv->cfg.counters->connections_open, 1, memory_order_relaxed);
+    if (srv->cfg.group)
+        http_group_release(srv->cfg.group, srv->cfg.group_index);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (srv->accept_paused && !srv->stopping) {
@@ -1035,6 +1038,8 @@ static int conn_start(struct http_server *srv, int fd)
     int rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
         close(fd);
+        if (srv->cfg.group) /* placed here: counted */
+            http_group_release(srv->cfg.group, srv->cfg.group_index);
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -1081,20 +1086,38 @@ static void accept_failed(struct http_server *srv, int err)
     uv_timer_start(&srv->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
 }
 
+static void on_cap_recheck(uv_timer_t *t);
+
+/* Room for one more connection: under max_connections, or in a group a
+ * slot claimed under the group's cap. */
+static int server_room(struct http_server *srv)
+{
+    if (srv->cfg.group)
+        return http_group_claim(srv->cfg.group);
+    return srv->nconns < srv->cfg.max_connections;
+}
+
 /* Accepts what waits, up to ACCEPT_BATCH (the listener stays readable for
- * the rest); past max_connections it stops polling the listener until a
- * connection closes. */
+ * the rest); past the cap it stops polling the listener until one of its
+ * connections closes, or in a group until another member's does (looked for
+ * every ACCEPT_RETRY_MS: a connection waiting in this listener's backlog
+ * takes the slot wherever it was freed). In a group each connection is
+ * placed where fewest are (group.h): served here or handed off. */
 static void server_accept(struct http_server *srv)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (srv->nconns >= srv->cfg.max_connections) {
+        if (!server_room(srv)) {
             srv->accept_paused = 1;
             uv_poll_stop(&srv->listener);
+            if (srv->cfg.group)
+                uv_timer_start(&srv->accept_retry, on_cap_recheck, ACCEPT_RETRY_MS, 0);
             return;
         }
         int fault = atomic_load_explicit(&srv->accept_fault, memory_order_relaxed);
         int fd = fault ? (errno = fault, -1)
                        : accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && srv->cfg.group)
+            http_group_unclaim(srv->cfg.group);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -1103,6 +1126,9 @@ static void server_accept(struct http_server *srv)
             accept_failed(srv, errno);
             return;
         }
+        if (srv->cfg.group &&
+            http_group_place(srv->cfg.group, srv->cfg.group_index, fd) != srv->cfg.group_index)
+            continue; /* handed to another member */
         conn_start(srv, fd);
     }
 }
@@ -1120,6 +1146,26 @@ static void on_accept_retry(uv_timer_t *t)
     struct http_server *srv = t->data;
     srv->accept_failing = 0;
     accept_resume(srv);
+}
+
+static void on_cap_recheck(uv_timer_t *t)
+{
+    struct http_server *srv = t->data;
+    if (!srv->accept_paused)
+        return; /* one of its own connections closed meanwhile */
+    srv->accept_paused = 0;
+    accept_resume(srv);
+}
+
+/* The connections another member of the group handed to this server. */
+static void on_handed(uv_async_t *a)
+{
+    struct http_server *srv = a->data;
+    int *fds;
+    size_t n = http_group_take(srv->cfg.group, srv->cfg.group_index, &fds);
+    for (size_t i = 0; i < n; i++)
+        conn_start(srv, fds[i]); /* closes it and releases its slot if it fails */
+    free(fds);
 }
 
 void http_server_fault_accept(struct http_server *srv, int err)
@@ -1169,6 +1215,12 @@ struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_s
     uv_timer_init(loop, &srv->accept_retry);
     srv->accept_retry.data = srv;
     srv->handles_open = 2;
+    if (cfg->group) {
+        uv_async_init(loop, &srv->handed, on_handed);
+        srv->handed.data = srv;
+        srv->handles_open++;
+        http_group_join(cfg->group, cfg->group_index, &srv->handed);
+    }
     uv_poll_start(&srv->listener, UV_READABLE, on_listener_readable);
     return srv;
 }
@@ -1203,6 +1255,17 @@ void http_server_stop(struct http_server *srv, void (*drained_cb)(void *arg), vo
     srv->drained_arg = arg;
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
     uv_close((uv_handle_t *)&srv->accept_retry, on_listener_closed);
+    if (srv->cfg.group) {
+        /* handed here and not taken: closed, as the listener's backlog is */
+        int *fds;
+        size_t n = http_group_leave(srv->cfg.group, srv->cfg.group_index, &fds);
+        for (size_t i = 0; i < n; i++) {
+            close(fds[i]);
+            http_group_release(srv->cfg.group, srv->cfg.group_index);
+        }
+        free(fds);
+        uv_close((uv_handle_t *)&srv->handed, on_listener_closed);
+    }
     struct http_conn *c = srv->conns;
     while (c) {
         struct http_conn *next = c->next;

@@ -18,7 +18,9 @@
  * 414, 431, 505) are answered, then the connection is half-closed and
  * drained for a moment ("lingering close") so the client reads the answer
  * instead of a reset. Past max_connections, accepting pauses (the listener
- * is not polled) until a connection closes. An accept that fails (out of file
+ * is not polled) until a connection closes; in a group (group.h), past the
+ * group's cap, until one of its own closes or, looked for every 100 ms, one
+ * of another member's. An accept that fails (out of file
  * descriptors: EMFILE, ENFILE) pauses accepting for 100 ms, with a warning at
  * most once a second: the connections wait in the kernel's backlog while the
  * open ones are served. (libuv's own accept loop would retry at once and
@@ -34,6 +36,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "group.h"
 #include "router.h"
 
 struct http_server;
@@ -78,6 +81,10 @@ struct http_server_config {
     uint64_t idle_timeout_ms;   /* keep-alive idle; then close */
     const char *api_token;      /* when set, every /api/... path needs "Authorization:
                                    Bearer <token>", else 401 with WWW-Authenticate */
+    struct http_group *group;   /* servers on other loops sharing the port (group.h), or
+                                   NULL; with one, its cap replaces max_connections and
+                                   connections are handed between its members */
+    int group_index;            /* this server's member in group */
 };
 
 /* Makes a server that serves the listening socket fd (already bound and
@@ -88,7 +95,7 @@ struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_s
 
 /* Serves an already connected stream socket (e.g. one end of a
  * socketpair, for tests and fuzzing) as one connection; takes ownership of
- * fd. Returns 0 or a libuv error. */
+ * fd. Returns 0 or a libuv error. Not for a server in a group. */
 int http_server_adopt(struct http_server *srv, int fd);
 
 /* Test seam: while err is not 0, every accept fails with errno err (as

@@ -387,7 +387,7 @@ int main(int argc, char **argv)
         uv_async_init(&w->loop, &w->stop, on_stop);
         w->stop.data = w;
         struct http_server_config sc = {&w->counters, routes, w, 1024 * 1024, MAIN_MAX_CONNECTIONS,
-                                        10000, 30000, 75000, NULL};
+                                        10000, 30000, 75000, NULL, NULL, 0};
         int e = 0;
         w->server = http_server_new(&w->loop, fd, &sc, &e);
         if (!w->server) {

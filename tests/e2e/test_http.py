@@ -285,6 +285,38 @@ def test_max_connections_pauses_accepting(start_service):
     c.close()
 
 
+def served(s, timeout):
+    """The status of the answer to what was sent on s, or None if none came in time."""
+    s.settimeout(timeout)
+    try:
+        got = s.recv(4096)
+    except socket.timeout:
+        return None
+    return parse_responses(got)[0][0] if got else None
+
+
+def test_max_connections_holds_over_all_workers(start_service):
+    """The kernel spreads connections over the workers' sockets by a hash of their
+    addresses, not by how many each serves: 32 split 16/16 one time in seven. The cap
+    holds over all workers (a worker that accepts more than its half hands the
+    connection to the other), so all 32 are served; the 33rd waits; when one closes,
+    wherever the 33rd waits, it is served."""
+    svc = start_service("--max-connections", "32", "--workers", "2", "--idle-timeout", "30")
+    conns = []
+    for i in range(32):
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+        s.sendall(GET_ROOT)
+        assert served(s, 3) == 200, f"connection {i + 1} of 32 not served"
+        conns.append(s)
+    extra = socket.create_connection(("127.0.0.1", svc.port), timeout=5)  # in a backlog
+    extra.sendall(GET_ROOT)
+    assert served(extra, 0.5) is None, "served past the connection cap"
+    conns.pop(0).close()
+    assert served(extra, 5) == 200
+    for s in conns + [extra]:
+        s.close()
+
+
 def test_client_half_close_still_answered(start_service):
     svc = start_service()
     out = raw(svc.port, GET_ROOT + GET_ROOT, shut=True)

@@ -16,7 +16,7 @@ static inline struct http_server *loopsrv_start(uv_loop_t *loop, const struct ro
     int fd = http_listen_socket("127.0.0.1", 0, 1, 64, port);
     assert(fd >= 0);
     struct http_server_config cfg = {&loopsrv_counters, routes, ctx, 1 << 20, 100, 5000, 5000,
-                                     5000, NULL};
+                                     5000, NULL, NULL, 0};
     int err = 0;
     struct http_server *s = http_server_new(loop, fd, &cfg, &err);
     assert(s);

@@ -1,0 +1,151 @@
+#include "group.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../util.h"
+
+struct member {
+    _Atomic uint64_t count;   /* connections placed here and not ended */
+    _Atomic int open;         /* joined and not left: a hint read without the lock */
+    uv_mutex_t lock;          /* guards the fields below */
+    uv_async_t *wake;         /* NULL while closed */
+    int *fds;                 /* handed here, not yet taken */
+    size_t len, cap;
+};
+
+struct http_group {
+    int n;
+    unsigned max;
+    _Atomic uint64_t open;    /* slots claimed over all members */
+    struct member *m;
+};
+
+#define RELAXED memory_order_relaxed
+
+struct http_group *http_group_new(int n, unsigned max_connections)
+{
+    struct http_group *g = xcalloc(1, sizeof *g);
+    g->n = n;
+    g->max = max_connections;
+    g->m = xcalloc((size_t)n, sizeof *g->m);
+    for (int i = 0; i < n; i++)
+        if (uv_mutex_init(&g->m[i].lock) != 0) /* cannot fail for a default mutex on Linux */
+            abort();
+    return g;
+}
+
+void http_group_free(struct http_group *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->n; i++) {
+        struct member *m = &g->m[i];
+        for (size_t j = 0; j < m->len; j++)
+            close(m->fds[j]);
+        free(m->fds);
+        uv_mutex_destroy(&m->lock);
+    }
+    free(g->m);
+    free(g);
+}
+
+void http_group_join(struct http_group *g, int i, uv_async_t *wake)
+{
+    struct member *m = &g->m[i];
+    uv_mutex_lock(&m->lock);
+    m->wake = wake;
+    atomic_store_explicit(&m->open, 1, RELAXED);
+    uv_mutex_unlock(&m->lock);
+}
+
+/* Empties member m's queue into *fds; under its lock. */
+static size_t take_locked(struct member *m, int **fds)
+{
+    size_t n = m->len;
+    *fds = m->fds;
+    m->fds = NULL;
+    m->len = m->cap = 0;
+    return n;
+}
+
+size_t http_group_leave(struct http_group *g, int i, int **fds)
+{
+    struct member *m = &g->m[i];
+    uv_mutex_lock(&m->lock);
+    m->wake = NULL;
+    atomic_store_explicit(&m->open, 0, RELAXED);
+    size_t n = take_locked(m, fds);
+    uv_mutex_unlock(&m->lock);
+    return n;
+}
+
+size_t http_group_take(struct http_group *g, int i, int **fds)
+{
+    struct member *m = &g->m[i];
+    uv_mutex_lock(&m->lock);
+    size_t n = take_locked(m, fds);
+    uv_mutex_unlock(&m->lock);
+    return n;
+}
+
+int http_group_claim(struct http_group *g)
+{
+    uint64_t cur = atomic_load_explicit(&g->open, RELAXED);
+    do {
+        if (cur >= g->max)
+            return 0;
+    } while (!atomic_compare_exchange_weak_explicit(&g->open, &cur, cur + 1, RELAXED, RELAXED));
+    return 1;
+}
+
+void http_group_unclaim(struct http_group *g)
+{
+    atomic_fetch_sub_explicit(&g->open, 1, RELAXED);
+}
+
+void http_group_release(struct http_group *g, int i)
+{
+    atomic_fetch_sub_explicit(&g->m[i].count, 1, RELAXED);
+    atomic_fetch_sub_explicit(&g->open, 1, RELAXED);
+}
+
+uint64_t http_group_count(const struct http_group *g, int i)
+{
+    return atomic_load_explicit(&g->m[i].count, RELAXED);
+}
+
+int http_group_place(struct http_group *g, int self, int fd)
+{
+    int to = self;
+    uint64_t least = atomic_load_explicit(&g->m[self].count, RELAXED);
+    for (int i = 0; i < g->n; i++) {
+        if (i == self || !atomic_load_explicit(&g->m[i].open, RELAXED))
+            continue;
+        uint64_t c = atomic_load_explicit(&g->m[i].count, RELAXED);
+        if (c < least) {
+            least = c;
+            to = i;
+        }
+    }
+    if (to != self) {
+        struct member *m = &g->m[to];
+        uv_mutex_lock(&m->lock);
+        if (m->wake) { /* still open: it takes them, or gets them back when it leaves */
+            if (m->len == m->cap) {
+                m->cap = m->cap ? 2 * m->cap : 16;
+                m->fds = xrealloc(m->fds, m->cap * sizeof *m->fds);
+            }
+            m->fds[m->len++] = fd;
+            atomic_fetch_add_explicit(&m->count, 1, RELAXED);
+            uv_async_send(m->wake); /* under the lock: the handle is open */
+            uv_mutex_unlock(&m->lock);
+            return to;
+        }
+        uv_mutex_unlock(&m->lock);
+        to = self;
+    }
+    atomic_fetch_add_explicit(&g->m[self].count, 1, RELAXED);
+    return self;
+}

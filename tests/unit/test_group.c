@@ -1,0 +1,198 @@
+/* group: one cap over all members (exact, also with threads claiming at
+ * once); each connection placed where fewest are, handed to another member
+ * through its queue and its wake handle; nothing handed to a member that has
+ * not joined or has left, and what waits for one that leaves given back. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <uv.h>
+
+#include "../../src/http/group.h"
+
+static int some_fd(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static void test_cap_over_all_members(void **state)
+{
+    (void)state;
+    struct http_group *g = http_group_new(2, 3);
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_claim(g), 0); /* 3 over both members */
+    http_group_unclaim(g);                    /* an accept that found nothing */
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_claim(g), 0);
+    /* three connections placed (no member joined: each stays where accepted) */
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = some_fd();
+        assert_int_equal(http_group_place(g, i == 2, fds[i]), i == 2);
+    }
+    assert_int_equal(http_group_count(g, 0), 2);
+    assert_int_equal(http_group_count(g, 1), 1);
+    http_group_release(g, 0); /* one ends: its slot and its member's count */
+    assert_int_equal(http_group_count(g, 0), 1);
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_claim(g), 0);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    http_group_free(g);
+}
+
+static int woken[2];
+
+static void on_wake(uv_async_t *a)
+{
+    woken[(intptr_t)a->data]++;
+}
+
+static void test_placed_where_fewest_are(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_async_t wake[2];
+    assert_int_equal(uv_loop_init(&loop), 0);
+    for (int i = 0; i < 2; i++) {
+        uv_async_init(&loop, &wake[i], on_wake);
+        wake[i].data = (void *)(intptr_t)i;
+    }
+    woken[0] = woken[1] = 0;
+    struct http_group *g = http_group_new(2, 100);
+    http_group_join(g, 0, &wake[0]);
+    http_group_join(g, 1, &wake[1]);
+    /* four connections, all accepted by member 0 (as the kernel's hash may do) */
+    int fds[4], *got;
+    for (int i = 0; i < 4; i++) {
+        fds[i] = some_fd();
+        assert_int_equal(http_group_claim(g), 1);
+    }
+    assert_int_equal(http_group_place(g, 0, fds[0]), 0); /* 0 / 0: kept */
+    assert_int_equal(http_group_place(g, 0, fds[1]), 1); /* 1 / 0: handed */
+    assert_int_equal(http_group_place(g, 0, fds[2]), 0); /* 1 / 1: kept */
+    assert_int_equal(http_group_place(g, 0, fds[3]), 1); /* 2 / 1: handed */
+    assert_int_equal(http_group_count(g, 0), 2);
+    assert_int_equal(http_group_count(g, 1), 2);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0], 0);
+    assert_true(woken[1] >= 1); /* sends may coalesce into one call */
+    assert_int_equal(http_group_take(g, 1, &got), 2);
+    assert_int_equal(got[0], fds[1]);
+    assert_int_equal(got[1], fds[3]);
+    free(got);
+    assert_int_equal(http_group_take(g, 1, &got), 0);
+    assert_null(got);
+    assert_int_equal(http_group_take(g, 0, &got), 0); /* nothing was handed to 0 */
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    http_group_free(g);
+    for (int i = 0; i < 2; i++)
+        uv_close((uv_handle_t *)&wake[i], NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_nothing_handed_to_a_member_not_there(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_async_t wake;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uv_async_init(&loop, &wake, NULL);
+    struct http_group *g = http_group_new(2, 100);
+    http_group_join(g, 0, &wake); /* 1 has not joined */
+    int fds[3], *got;
+    for (int i = 0; i < 3; i++) {
+        fds[i] = some_fd();
+        assert_int_equal(http_group_place(g, 0, fds[i]), 0);
+    }
+    assert_int_equal(http_group_count(g, 0), 3);
+    assert_int_equal(http_group_count(g, 1), 0);
+    /* 1 joins, is handed one, and leaves before taking it: given back */
+    uv_async_t wake1;
+    uv_async_init(&loop, &wake1, NULL);
+    http_group_join(g, 1, &wake1);
+    int fd = some_fd();
+    assert_int_equal(http_group_place(g, 0, fd), 1);
+    assert_int_equal(http_group_leave(g, 1, &got), 1);
+    assert_int_equal(got[0], fd);
+    free(got);
+    int fd2 = some_fd();
+    assert_int_equal(http_group_place(g, 0, fd2), 0); /* left: never handed again */
+    assert_int_equal(http_group_count(g, 0), 4);
+    /* a socket still queued when the group goes is closed with it */
+    http_group_join(g, 1, &wake1);
+    int fd3 = some_fd();
+    assert_int_equal(http_group_place(g, 0, fd3), 1);
+    http_group_free(g);
+    assert_int_equal(fcntl(fd3, F_GETFD), -1);
+    close(fd);
+    close(fd2);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    uv_close((uv_handle_t *)&wake, NULL);
+    uv_close((uv_handle_t *)&wake1, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Threads claiming and releasing at once never pass the cap together. */
+#define CLAIMERS 4
+#define ROUNDS 20000
+static struct http_group *shared;
+static _Atomic int over_cap, held_max;
+static _Atomic int held;
+
+static void claimer(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < ROUNDS; r++) {
+        if (!http_group_claim(shared))
+            continue;
+        int now = atomic_fetch_add(&held, 1) + 1;
+        if (now > 3)
+            atomic_store(&over_cap, 1);
+        if (now > atomic_load(&held_max))
+            atomic_store(&held_max, now);
+        atomic_fetch_sub(&held, 1);
+        http_group_unclaim(shared);
+    }
+}
+
+static void test_cap_holds_across_threads(void **state)
+{
+    (void)state;
+    shared = http_group_new(2, 3);
+    uv_thread_t t[CLAIMERS];
+    for (int i = 0; i < CLAIMERS; i++)
+        assert_int_equal(uv_thread_create(&t[i], claimer, NULL), 0);
+    for (int i = 0; i < CLAIMERS; i++)
+        uv_thread_join(&t[i]);
+    assert_int_equal(atomic_load(&over_cap), 0);
+    assert_true(atomic_load(&held_max) >= 1);
+    for (int i = 0; i < 3; i++) /* every slot given back */
+        assert_int_equal(http_group_claim(shared), 1);
+    assert_int_equal(http_group_claim(shared), 0);
+    http_group_free(shared);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cap_over_all_members),
+        cmocka_unit_test(test_placed_where_fewest_are),
+        cmocka_unit_test(test_nothing_handed_to_a_member_not_there),
+        cmocka_unit_test(test_cap_holds_across_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -219,6 +219,7 @@ void worker_set_totals(const struct worker_set *s, struct worker_totals *out)
         const struct runner_counters *r = &s->w[i].runner_counters;
         out->connections_open += LOAD(h->connections_open);
         out->requests_total += LOAD(h->requests_total);
+        out->connections_handed_off += LOAD(h->handed_off);
         out->accept_failures += LOAD(h->accept_failures);
         out->tasks_accepted += LOAD(r->tasks_accepted);
         out->tasks_in_flight += LOAD(r->tasks_in_flight);

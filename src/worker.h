@@ -50,7 +50,7 @@ struct worker {
 
 /* Totals over all workers, read from any thread. */
 struct worker_totals {
-    uint64_t connections_open, requests_total, accept_failures;
+    uint64_t connections_open, connections_handed_off, requests_total, accept_failures;
     uint64_t tasks_accepted, tasks_in_flight, sync_in_flight;
     uint64_t callbacks_delivered, callbacks_failed, callbacks_put_off;
 };

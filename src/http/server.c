@@ -1127,8 +1127,10 @@ static void server_accept(struct http_server *srv)
             return;
         }
         if (srv->cfg.group &&
-            http_group_place(srv->cfg.group, srv->cfg.group_index, fd) != srv->cfg.group_index)
+            http_group_place(srv->cfg.group, srv->cfg.group_index, fd) != srv->cfg.group_index) {
+            STAT_ADD(handed_off);
             continue; /* handed to another member */
+        }
         conn_start(srv, fd);
     }
 }

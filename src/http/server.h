@@ -66,6 +66,7 @@ struct http_counters {
     _Atomic uint64_t requests_total;
     _Atomic uint64_t responses_4xx;
     _Atomic uint64_t responses_5xx;
+    _Atomic uint64_t handed_off;      /* accepted here, served by another group member */
     _Atomic uint64_t accept_failures; /* accepts that failed (out of file descriptors,
                                          mostly); each pauses accepting a moment */
 };

@@ -315,6 +315,9 @@ def test_max_connections_holds_over_all_workers(start_service):
     assert served(extra, 5) == 200
     for s in conns + [extra]:
         s.close()
+    # 32 placed one by one with no hand-off: one time in 65,536
+    health = json.loads(request(svc.port, "GET", "/health")[2])
+    assert health["connections_handed_off"] > 0
 
 
 def test_client_half_close_still_answered(start_service):

@@ -1,6 +1,7 @@
 /* server: answers that come later (after the client left, or during a
  * stop), in-order pipelining across a late answer, and a clean loop close;
- * accepting while accepts fail (as when out of file descriptors).
+ * accepting while accepts fail (as when out of file descriptors); two
+ * servers in a group: connections evened out, one cap over both.
  * The server runs on a loop in a second thread; the test talks to it with
  * blocking sockets. */
 #include <setjmp.h>
@@ -264,6 +265,78 @@ static void test_out_of_descriptors(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Two servers on one port in a group (as the workers are): connections
+ * opened one after another are spread 2 / 2 whichever socket the kernel
+ * gives them to, the cap of 4 holds over both, and a connection waiting
+ * past the cap is served once any one closes. */
+static struct http_server *grp_srv[2];
+static int grp_drained;
+
+static void on_grp_drained(void *arg)
+{
+    (void)arg;
+    if (++grp_drained == 2) {
+        uv_close((uv_handle_t *)&stop_async, NULL);
+        uv_close((uv_handle_t *)&later_timer, NULL);
+    }
+}
+
+static void on_grp_stop(uv_async_t *a)
+{
+    (void)a;
+    http_server_stop(grp_srv[0], on_grp_drained, NULL);
+    http_server_stop(grp_srv[1], on_grp_drained, NULL);
+}
+
+static void test_group_of_servers(void **state)
+{
+    (void)state;
+    uv_loop_init(&loop);
+    uv_async_init(&loop, &stop_async, on_grp_stop);
+    uv_timer_init(&loop, &later_timer);
+    struct http_group *g = http_group_new(2, 4);
+    static struct http_counters counters[2];
+    for (int i = 0; i < 2; i++) {
+        int bound = 0;
+        int fd = http_listen_socket("127.0.0.1", i ? port : 0, i == 0, 64, &bound);
+        assert_true(fd >= 0);
+        if (i == 0)
+            port = bound;
+        struct http_server_config cfg = {&counters[i], routes, NULL, 1 << 20, 1, 5000, 5000,
+                                         5000, NULL, g, i}; /* max_connections 1: the group's wins */
+        int err = 0;
+        grp_srv[i] = http_server_new(&loop, fd, &cfg, &err);
+        assert_non_null(grp_srv[i]);
+    }
+    uv_thread_create(&thread, loop_thread, NULL);
+
+    int cl[5];
+    for (int i = 0; i < 4; i++) {
+        cl[i] = connect_to();
+        send_now(cl[i]);
+        assert_true(got_200(cl[i]));
+    }
+    assert_int_equal(http_group_count(g, 0), 2);
+    assert_int_equal(http_group_count(g, 1), 2);
+    assert_int_equal(atomic_load(&counters[0].connections_open), 2);
+    assert_int_equal(atomic_load(&counters[1].connections_open), 2);
+    cl[4] = connect_to(); /* past the cap: waits in a backlog */
+    send_now(cl[4]);
+    assert_false(readable(cl[4], 300));
+    close(cl[0]);
+    assert_true(got_200(cl[4]));
+    assert_int_equal(http_group_count(g, 0) + http_group_count(g, 1), 4);
+
+    for (int i = 1; i < 5; i++)
+        close(cl[i]);
+    uv_async_send(&stop_async);
+    uv_thread_join(&thread);
+    assert_int_equal(grp_drained, 2);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(http_group_count(g, 0) + http_group_count(g, 1), 0);
+    http_group_free(g);
+}
+
 static void test_status_text(void **state)
 {
     (void)state;
@@ -276,6 +349,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_late_answers),
                                        cmocka_unit_test(test_out_of_descriptors),
+                                       cmocka_unit_test(test_group_of_servers),
                                        cmocka_unit_test(test_status_text)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

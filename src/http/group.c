@@ -8,9 +8,8 @@
 
 struct member {
     _Atomic uint64_t count;   /* connections placed here and not ended */
-    _Atomic int open;         /* joined and not left: a hint read without the lock */
     uv_mutex_t lock;          /* guards the fields below */
-    uv_async_t *wake;         /* NULL while closed */
+    uv_async_t *wake;         /* NULL while closed (not joined, or left) */
     int *fds;                 /* handed here, not yet taken */
     size_t len, cap;
 };
@@ -56,7 +55,6 @@ void http_group_join(struct http_group *g, int i, uv_async_t *wake)
     struct member *m = &g->m[i];
     uv_mutex_lock(&m->lock);
     m->wake = wake;
-    atomic_store_explicit(&m->open, 1, RELAXED);
     uv_mutex_unlock(&m->lock);
 }
 
@@ -75,7 +73,6 @@ size_t http_group_leave(struct http_group *g, int i, int **fds)
     struct member *m = &g->m[i];
     uv_mutex_lock(&m->lock);
     m->wake = NULL;
-    atomic_store_explicit(&m->open, 0, RELAXED);
     size_t n = take_locked(m, fds);
     uv_mutex_unlock(&m->lock);
     return n;
@@ -121,7 +118,7 @@ int http_group_place(struct http_group *g, int self, int fd)
     int to = self;
     uint64_t least = atomic_load_explicit(&g->m[self].count, RELAXED);
     for (int i = 0; i < g->n; i++) {
-        if (i == self || !atomic_load_explicit(&g->m[i].open, RELAXED))
+        if (i == self)
             continue;
         uint64_t c = atomic_load_explicit(&g->m[i].count, RELAXED);
         if (c < least) {
@@ -132,7 +129,7 @@ int http_group_place(struct http_group *g, int self, int fd)
     if (to != self) {
         struct member *m = &g->m[to];
         uv_mutex_lock(&m->lock);
-        if (m->wake) { /* still open: it takes them, or gets them back when it leaves */
+        if (m->wake) { /* open: it takes them, or gets them back when it leaves */
             if (m->len == m->cap) {
                 m->cap = m->cap ? 2 * m->cap : 16;
                 m->fds = xrealloc(m->fds, m->cap * sizeof *m->fds);
@@ -143,7 +140,7 @@ int http_group_place(struct http_group *g, int self, int fd)
             uv_mutex_unlock(&m->lock);
             return to;
         }
-        uv_mutex_unlock(&m->lock);
+        uv_mutex_unlock(&m->lock); /* closed (only around the start and the stop): kept */
         to = self;
     }
     atomic_fetch_add_explicit(&g->m[self].count, 1, RELAXED);

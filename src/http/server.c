@@ -1116,9 +1116,9 @@ static void server_accept(struct http_server *srv)
         int fault = atomic_load_explicit(&srv->accept_fault, memory_order_relaxed);
         int fd = fault ? (errno = fault, -1)
                        : accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0 && srv->cfg.group)
-            http_group_unclaim(srv->cfg.group);
         if (fd < 0) {
+            if (srv->cfg.group)
+                http_group_unclaim(srv->cfg.group); /* the slot goes back whatever the cause */
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             if (errno == EINTR || errno == ECONNABORTED)

@@ -175,10 +175,6 @@ static int check(char *err, size_t errlen)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg_tmp.workers = n < 1 ? 1 : n > LIMIT_WORKERS_MAX ? LIMIT_WORKERS_MAX : (int)n;
     }
-    if (cfg_tmp.max_connections < cfg_tmp.workers) {
-        snprintf(err, errlen, "--max-connections: must be at least --workers (%d)", cfg_tmp.workers);
-        return -1;
-    }
     return 0;
 }
 
@@ -216,11 +212,11 @@ int config_fit_fds(struct config *c, unsigned long limit, int *was, char *err, s
     *was = c->max_connections;
     if (limit >= reserved + (unsigned long)c->max_connections)
         return 0;
-    if (limit < reserved + (unsigned long)c->workers) {
+    if (limit < reserved + 1) {
         snprintf(err, errlen,
                  "the open-files limit (ulimit -n) is %lu: --workers %d with "
                  "--callbacks-in-flight %d need at least %lu; raise it, or lower those",
-                 limit, c->workers, c->callbacks_in_flight, reserved + (unsigned long)c->workers);
+                 limit, c->workers, c->callbacks_in_flight, reserved + 1);
         return -1;
     }
     c->max_connections = (int)(limit - reserved);

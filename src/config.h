@@ -52,7 +52,7 @@ void config_print_help(FILE *out);
 unsigned long config_fds_needed(const struct config *c);
 /* Fits c->max_connections into an open-files limit (RLIMIT_NOFILE): returns
  * 0 when it fits, 1 when max_connections was lowered to fit (the old value
- * in *was), -1 when even --workers connections do not fit (a one-line
+ * in *was), -1 when not even one connection fits (a one-line
  * reason in err). */
 int config_fit_fds(struct config *c, unsigned long limit, int *was, char *err, size_t errlen);
 

@@ -8,6 +8,7 @@
 
 struct member {
     _Atomic uint64_t count;   /* connections placed here and not ended */
+    _Atomic int waiting;      /* found the cap reached: woken when a slot is given back */
     uv_mutex_t lock;          /* guards the fields below */
     uv_async_t *wake;         /* NULL while closed (not joined, or left) */
     int *fds;                 /* handed here, not yet taken */
@@ -18,6 +19,7 @@ struct http_group {
     int n;
     unsigned max;
     _Atomic uint64_t open;    /* slots claimed over all members */
+    _Atomic int nwaiting;     /* members waiting for a slot */
     struct member *m;
 };
 
@@ -97,15 +99,66 @@ int http_group_claim(struct http_group *g)
     return 1;
 }
 
+/* Sends member m's wake if it is open; the caller has cleared its waiting flag. */
+static void wake(struct member *m)
+{
+    uv_mutex_lock(&m->lock);
+    if (m->wake)
+        uv_async_send(m->wake); /* under the lock: the handle is open */
+    uv_mutex_unlock(&m->lock);
+}
+
+/* A slot was given back: every member waiting for one is woken (each polls
+ * its own backlog again; one that finds the cap reached again waits again).
+ * The slot's decrement and the load of nwaiting are sequentially consistent,
+ * as are a waiter's increment and its claim after it: either the waiter's
+ * claim sees the slot, or this sees the waiter. */
+static void slot_given_back(struct http_group *g)
+{
+    atomic_fetch_sub(&g->open, 1);
+    if (atomic_load(&g->nwaiting) == 0)
+        return;
+    for (int i = 0; i < g->n; i++) {
+        struct member *m = &g->m[i];
+        if (atomic_load_explicit(&m->waiting, RELAXED) && atomic_exchange(&m->waiting, 0)) {
+            atomic_fetch_sub(&g->nwaiting, 1);
+            wake(m);
+        }
+    }
+}
+
+/* Member i stops waiting (it claimed a slot after all). */
+static void stop_waiting(struct http_group *g, int i)
+{
+    if (atomic_exchange(&g->m[i].waiting, 0))
+        atomic_fetch_sub(&g->nwaiting, 1);
+}
+
+int http_group_claim_or_wait(struct http_group *g, int i)
+{
+    if (http_group_claim(g))
+        return 1;
+    if (!atomic_exchange(&g->m[i].waiting, 1))
+        atomic_fetch_add(&g->nwaiting, 1);
+    uint64_t cur = atomic_load(&g->open); /* a slot given back before the flag was seen */
+    while (cur < g->max) {
+        if (atomic_compare_exchange_weak(&g->open, &cur, cur + 1)) {
+            stop_waiting(g, i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void http_group_unclaim(struct http_group *g)
 {
-    atomic_fetch_sub_explicit(&g->open, 1, RELAXED);
+    slot_given_back(g);
 }
 
 void http_group_release(struct http_group *g, int i)
 {
     atomic_fetch_sub_explicit(&g->m[i].count, 1, RELAXED);
-    atomic_fetch_sub_explicit(&g->open, 1, RELAXED);
+    slot_given_back(g);
 }
 
 uint64_t http_group_count(const struct http_group *g, int i)
@@ -136,7 +189,7 @@ int http_group_place(struct http_group *g, int self, int fd)
             }
             m->fds[m->len++] = fd;
             atomic_fetch_add_explicit(&m->count, 1, RELAXED);
-            uv_async_send(m->wake); /* under the lock: the handle is open */
+            uv_async_send(m->wake); /* under the lock: open */
             uv_mutex_unlock(&m->lock);
             return to;
         }

@@ -9,11 +9,12 @@
  * of two, and a per-loop share of the cap leaves connections waiting in a
  * full loop's backlog while another has room. So:
  *
- *   claim a slot under the cap (or pause) -> accept -> place:
+ *   claim a slot under the cap (or wait for one) -> accept -> place:
  *     kept       when no other member serves fewer than the accepting one
  *     handed     to the member serving the fewest, queued under its lock,
  *                its loop woken by its uv_async_t; it takes them and serves
- *   a connection ends -> its slot and its member's count are released
+ *   a connection ends -> its slot and its member's count are released;
+ *                        every member waiting for a slot is woken
  *
  * A member is closed until it joins and again once it leaves (its server
  * stops); nothing is handed to a closed member, and what waits for it when
@@ -40,7 +41,8 @@ struct http_group *http_group_new(int n, unsigned max_connections);
 void http_group_free(struct http_group *g);
 
 /* Member i is open to hand-offs from now on; wake is sent (on its loop)
- * when a connection is handed to it. */
+ * when a connection is handed to it, and when a slot it waits for is given
+ * back (http_group_claim_or_wait). */
 void http_group_join(struct http_group *g, int i, uv_async_t *wake);
 /* Member i takes no more hand-offs. Returns the sockets handed to it and
  * not yet taken (*fds, the caller's to free; NULL when none), for the
@@ -49,6 +51,11 @@ size_t http_group_leave(struct http_group *g, int i, int **fds);
 
 /* A slot under the cap: 1 taken, 0 when the cap is reached. */
 int http_group_claim(struct http_group *g);
+/* The same for member i, which when the cap is reached (0) is woken once a
+ * slot is given back anywhere (its wake sent; it claims again then, and may
+ * find the slot taken by another and wait again). No wake-up is lost: a slot
+ * given back while member i registers is either claimed here or wakes it. */
+int http_group_claim_or_wait(struct http_group *g, int i);
 /* Gives back a slot claimed and not used (the accept found nothing). */
 void http_group_unclaim(struct http_group *g);
 /* A connection placed at member i has ended: its slot and its count. */

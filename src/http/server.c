@@ -114,14 +114,14 @@ struct http_server {
     uv_loop_t *loop;
     int listen_fd;
     uv_poll_t listener;          /* readable: connections wait on listen_fd */
-    uv_timer_t accept_retry;     /* after an accept failure; at the group's cap */
-    uv_async_t handed;           /* in a group: connections handed to this server */
+    uv_timer_t accept_retry;     /* after an accept failure */
+    uv_async_t handed;           /* in a group: connections handed here, a slot freed */
     int handles_open;            /* listener, accept_retry (and handed), until closed */
     struct http_server_config cfg;
     http_parser_settings settings;
     struct http_conn *conns;
     unsigned nconns;
-    int accept_paused;           /* at the cap: until one closes (or the recheck) */
+    int accept_paused;           /* at the cap: until one closes (a group: its wake) */
     int accept_failing;          /* an accept failed: until accept_retry fires */
     uint64_t accept_warned_ms;   /* when the last accept failure was logged */
     uint64_t accept_unlogged;    /* accept failures since then, not logged */
@@ -434,7 +434,7 @@ static void conn_close(struct http_conn *c)
         http_group_release(srv->cfg.group, srv->cfg.group_index);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    if (srv->accept_paused && !srv->stopping) {
+    if (srv->accept_paused && !srv->stopping && !srv->cfg.group) { /* a group's wakes it */
         srv->accept_paused = 0;
         accept_resume(srv);
     }
@@ -1086,31 +1086,28 @@ static void accept_failed(struct http_server *srv, int err)
     uv_timer_start(&srv->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
 }
 
-static void on_cap_recheck(uv_timer_t *t);
-
 /* Room for one more connection: under max_connections, or in a group a
- * slot claimed under the group's cap. */
+ * slot claimed under the group's cap (if none, this server is woken through
+ * its handed handle when one is given back). */
 static int server_room(struct http_server *srv)
 {
     if (srv->cfg.group)
-        return http_group_claim(srv->cfg.group);
+        return http_group_claim_or_wait(srv->cfg.group, srv->cfg.group_index);
     return srv->nconns < srv->cfg.max_connections;
 }
 
 /* Accepts what waits, up to ACCEPT_BATCH (the listener stays readable for
  * the rest); past the cap it stops polling the listener until one of its
- * connections closes, or in a group until another member's does (looked for
- * every ACCEPT_RETRY_MS: a connection waiting in this listener's backlog
- * takes the slot wherever it was freed). In a group each connection is
- * placed where fewest are (group.h): served here or handed off. */
+ * connections closes, or in a group until a slot is given back anywhere in
+ * it (on_handed: a connection waiting in this listener's backlog takes the
+ * slot wherever it was freed). In a group each connection is placed where
+ * fewest are (group.h): served here or handed off. */
 static void server_accept(struct http_server *srv)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (!server_room(srv)) {
             srv->accept_paused = 1;
             uv_poll_stop(&srv->listener);
-            if (srv->cfg.group)
-                uv_timer_start(&srv->accept_retry, on_cap_recheck, ACCEPT_RETRY_MS, 0);
             return;
         }
         int fault = atomic_load_explicit(&srv->accept_fault, memory_order_relaxed);
@@ -1150,19 +1147,15 @@ static void on_accept_retry(uv_timer_t *t)
     accept_resume(srv);
 }
 
-static void on_cap_recheck(uv_timer_t *t)
-{
-    struct http_server *srv = t->data;
-    if (!srv->accept_paused)
-        return; /* one of its own connections closed meanwhile */
-    srv->accept_paused = 0;
-    accept_resume(srv);
-}
-
-/* The connections another member of the group handed to this server. */
+/* The connections another member of the group handed to this server, and
+ * a slot given back in the group while this server waited for one. */
 static void on_handed(uv_async_t *a)
 {
     struct http_server *srv = a->data;
+    if (srv->accept_paused && !srv->stopping) {
+        srv->accept_paused = 0;
+        accept_resume(srv);
+    }
     int *fds;
     size_t n = http_group_take(srv->cfg.group, srv->cfg.group_index, &fds);
     for (size_t i = 0; i < n; i++)

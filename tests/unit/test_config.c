@@ -61,8 +61,9 @@ static void test_refusals(void **state)
     char *a3[] = {"exchanged", "--main-service-url", "localhost:3001", NULL};
     assert_int_equal(config_load(&c, 3, a3, err, sizeof err), -1);
     assert_non_null(strstr(err, "--main-service-url"));
-    char *a4[] = {"exchanged", "--workers", "4", "--max-connections", "2", NULL};
+    char *a4[] = {"exchanged", "--workers", "4", "--max-connections", "0", NULL};
     assert_int_equal(config_load(&c, 5, a4, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--max-connections"));
     char *a5[] = {"exchanged", "--version", NULL};
     assert_int_equal(config_load(&c, 2, a5, err, sizeof err), 1);
 }
@@ -116,8 +117,8 @@ static void test_callback_ca_file(void **state)
 }
 
 /* The open-files limit against --max-connections: what fits is kept, more
- * is lowered to what the limit leaves, too little for a connection per
- * worker is refused. */
+ * is lowered to what the limit leaves (down to one connection over all the
+ * workers, whose cap is one), too little for one is refused. */
 static void test_fit_fds(void **state)
 {
     (void)state;
@@ -134,12 +135,12 @@ static void test_fit_fds(void **state)
     assert_int_equal(config_fit_fds(&c, reserved + 999, &was, err, sizeof err), 1);
     assert_int_equal(was, 1000);
     assert_int_equal(c.max_connections, 999);
-    assert_int_equal(config_fit_fds(&c, reserved + 2, &was, err, sizeof err), 1);
-    assert_int_equal(c.max_connections, 2); /* one per worker */
-    assert_int_equal(config_fit_fds(&c, reserved + 1, &was, err, sizeof err), -1);
-    assert_string_equal(err, "the open-files limit (ulimit -n) is 77: --workers 2 with "
-                             "--callbacks-in-flight 10 need at least 78; raise it, or lower those");
-    assert_int_equal(c.max_connections, 2);
+    assert_int_equal(config_fit_fds(&c, reserved + 1, &was, err, sizeof err), 1);
+    assert_int_equal(c.max_connections, 1); /* one over all workers (one cap) */
+    assert_int_equal(config_fit_fds(&c, reserved, &was, err, sizeof err), -1);
+    assert_string_equal(err, "the open-files limit (ulimit -n) is 76: --workers 2 with "
+                             "--callbacks-in-flight 10 need at least 77; raise it, or lower those");
+    assert_int_equal(c.max_connections, 1);
 }
 
 int main(void)

@@ -1,8 +1,11 @@
 /* group: one cap over all members (exact, also with threads claiming at
  * once); each connection placed where fewest are, handed to another member
  * through its queue and its wake handle; nothing handed to a member that has
- * not joined or has left, and what waits for one that leaves given back. */
+ * not joined or has left, and what waits for one that leaves given back; a
+ * member that found the cap reached woken when a slot is given back, never
+ * missed when the two race. */
 #include <fcntl.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -57,20 +60,36 @@ static void on_wake(uv_async_t *a)
     woken[(intptr_t)a->data]++;
 }
 
+/* A group of two members with cap, both joined with a wake handle on loop
+ * (which counts into woken[]). */
+static struct http_group *two_members(uv_loop_t *loop, uv_async_t wake[2], unsigned cap)
+{
+    assert_int_equal(uv_loop_init(loop), 0);
+    for (int i = 0; i < 2; i++) {
+        uv_async_init(loop, &wake[i], on_wake);
+        wake[i].data = (void *)(intptr_t)i;
+    }
+    woken[0] = woken[1] = 0;
+    struct http_group *g = http_group_new(2, cap);
+    http_group_join(g, 0, &wake[0]);
+    http_group_join(g, 1, &wake[1]);
+    return g;
+}
+
+static void close_loop(uv_loop_t *loop, uv_async_t wake[2])
+{
+    for (int i = 0; i < 2; i++)
+        uv_close((uv_handle_t *)&wake[i], NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
 static void test_placed_where_fewest_are(void **state)
 {
     (void)state;
     uv_loop_t loop;
     uv_async_t wake[2];
-    assert_int_equal(uv_loop_init(&loop), 0);
-    for (int i = 0; i < 2; i++) {
-        uv_async_init(&loop, &wake[i], on_wake);
-        wake[i].data = (void *)(intptr_t)i;
-    }
-    woken[0] = woken[1] = 0;
-    struct http_group *g = http_group_new(2, 100);
-    http_group_join(g, 0, &wake[0]);
-    http_group_join(g, 1, &wake[1]);
+    struct http_group *g = two_members(&loop, wake, 100);
     /* four connections, all accepted by member 0 (as the kernel's hash may do) */
     int fds[4], *got;
     for (int i = 0; i < 4; i++) {
@@ -96,10 +115,7 @@ static void test_placed_where_fewest_are(void **state)
     for (int i = 0; i < 4; i++)
         close(fds[i]);
     http_group_free(g);
-    for (int i = 0; i < 2; i++)
-        uv_close((uv_handle_t *)&wake[i], NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    close_loop(&loop, wake);
 }
 
 static void test_nothing_handed_to_a_member_not_there(void **state)
@@ -186,6 +202,140 @@ static void test_cap_holds_across_threads(void **state)
     http_group_free(shared);
 }
 
+/* A member that finds the cap reached is woken once a slot is given back
+ * (by an accept that found nothing, or a connection that ended), once; every
+ * member waiting is; one that has left is not. */
+static void test_waiting_member_woken(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_async_t wake[2];
+    struct http_group *g = two_members(&loop, wake, 2);
+    assert_int_equal(http_group_claim_or_wait(g, 0), 1); /* room: no waiting */
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0); /* the cap: 1 waits */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0] + woken[1], 0);
+    http_group_unclaim(g); /* a slot back: 1 is woken, 0 (not waiting) is not */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0], 0);
+    assert_int_equal(woken[1], 1);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 1);
+    http_group_unclaim(g); /* nobody waits: nobody woken */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0] + woken[1], 1);
+    /* both wait; a connection placed at 0 ends: both woken */
+    int fd = some_fd();
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_place(g, 0, fd), 0);
+    assert_int_equal(http_group_claim_or_wait(g, 0), 0);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0); /* waiting already */
+    http_group_release(g, 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0], 1);
+    assert_int_equal(woken[1], 2);
+    /* a member that left is not woken (its handle may be closed) */
+    int *got;
+    assert_int_equal(http_group_leave(g, 1, &got), 0);
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0);
+    http_group_unclaim(g);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[1], 2);
+    assert_int_equal(http_group_claim(g), 1); /* and the slots add up: 2 of 2 */
+    assert_int_equal(http_group_claim(g), 0);
+    close(fd);
+    http_group_free(g);
+    close_loop(&loop, wake);
+}
+
+/* A slot given back by one thread while another registers to wait for it:
+ * the waiter either claims it or is woken, every time. In each round the
+ * holder holds the only slot, gives it back after a delay that sweeps
+ * across the waiter's claim, and takes nothing more until the waiter has
+ * claimed or been woken; a lost wake-up leaves the waiter asleep with the
+ * slot free, and the 5 s timer fires. */
+#define HANDOVERS 20000
+static struct http_group *race;
+static _Atomic int held_round = -1, waiter_round = -1;
+static int race_woken, race_lost;
+static _Atomic int race_unfree;
+
+static void holder(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < HANDOVERS; r++) {
+        if (!http_group_claim(race)) /* the waiter gave it back */
+            atomic_store(&race_unfree, 1);
+        atomic_store(&held_round, r);
+        for (volatile int spin = 0; spin < r % 400; spin++)
+            ;
+        http_group_unclaim(race);
+        while (atomic_load(&waiter_round) != r)
+            sched_yield();
+    }
+}
+
+static void on_race_wake(uv_async_t *a)
+{
+    (void)a;
+    race_woken = 1;
+}
+
+static void on_race_lost(uv_timer_t *t)
+{
+    (void)t;
+    race_lost = 1;
+}
+
+static void test_no_wakeup_lost(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t timer;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uv_async_init(&loop, &wake, on_race_wake);
+    uv_timer_init(&loop, &timer);
+    race = http_group_new(2, 1);
+    http_group_join(race, 1, &wake);
+    uv_thread_t t;
+    assert_int_equal(uv_thread_create(&t, holder, NULL), 0);
+    int waits = 0;
+    for (int r = 0; r < HANDOVERS && !race_lost; r++) {
+        while (atomic_load(&held_round) != r)
+            sched_yield();
+        if (http_group_claim_or_wait(race, 1)) {
+            http_group_unclaim(race);
+        } else {
+            waits++;
+            race_woken = 0;
+            uv_timer_start(&timer, on_race_lost, 5000, 0);
+            while (!race_woken && !race_lost)
+                uv_run(&loop, UV_RUN_ONCE);
+            uv_timer_stop(&timer);
+            if (!race_lost) { /* woken: the slot is free (the holder waits) */
+                assert_int_equal(http_group_claim_or_wait(race, 1), 1);
+                http_group_unclaim(race);
+            }
+        }
+        uv_run(&loop, UV_RUN_NOWAIT); /* a wake sent as the claim succeeded */
+        atomic_store(&waiter_round, r);
+    }
+    assert_int_equal(race_lost, 0);
+    uv_thread_join(&t);
+    assert_int_equal(atomic_load(&race_unfree), 0);
+    assert_true(waits > 0);
+    assert_int_equal(http_group_claim(race), 1); /* every slot given back */
+    assert_int_equal(http_group_claim(race), 0);
+    http_group_free(race);
+    uv_close((uv_handle_t *)&wake, NULL);
+    uv_close((uv_handle_t *)&timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +343,8 @@ int main(void)
         cmocka_unit_test(test_placed_where_fewest_are),
         cmocka_unit_test(test_nothing_handed_to_a_member_not_there),
         cmocka_unit_test(test_cap_holds_across_threads),
+        cmocka_unit_test(test_waiting_member_woken),
+        cmocka_unit_test(test_no_wakeup_lost),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* server: answers that come later (after the client left, or during a
  * stop), in-order pipelining across a late answer, and a clean loop close;
  * accepting while accepts fail (as when out of file descriptors); two
- * servers in a group: connections evened out, one cap over both.
+ * servers in a group: connections evened out, one cap over both, and a
+ * connection handed to a server that stops before taking it closed and its
+ * slot given back.
  * The server runs on a loop in a second thread; the test talks to it with
  * blocking sockets. */
 #include <setjmp.h>
@@ -288,6 +290,39 @@ static void on_grp_stop(uv_async_t *a)
     http_server_stop(grp_srv[1], on_grp_drained, NULL);
 }
 
+/* Starts two servers of group g on the test's loop and its thread: on one
+ * port as the workers are, or (own_ports) each on a port of its own, the
+ * first's in port. max_connections 1 each: the group's cap wins. */
+static void group_start(struct http_group *g, struct http_counters counters[2], int own_ports)
+{
+    for (int i = 0; i < 2; i++) {
+        int bound = 0;
+        int fd = http_listen_socket("127.0.0.1", i && !own_ports ? port : 0, i == 0 || own_ports,
+                                    64, &bound);
+        assert_true(fd >= 0);
+        if (i == 0)
+            port = bound;
+        struct http_server_config cfg = {&counters[i], routes, NULL, 1 << 20, 1, 5000, 5000,
+                                         5000, NULL, g, i};
+        int err = 0;
+        grp_srv[i] = http_server_new(&loop, fd, &cfg, &err);
+        assert_non_null(grp_srv[i]);
+    }
+    uv_thread_create(&thread, loop_thread, NULL);
+}
+
+/* Stops what stop_async stops, joins the loop's thread: both drained, a
+ * clean loop close, every count back to 0. */
+static void group_stop(struct http_group *g)
+{
+    uv_async_send(&stop_async);
+    uv_thread_join(&thread);
+    assert_int_equal(grp_drained, 2);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(http_group_count(g, 0) + http_group_count(g, 1), 0);
+    http_group_free(g);
+}
+
 static void test_group_of_servers(void **state)
 {
     (void)state;
@@ -296,19 +331,7 @@ static void test_group_of_servers(void **state)
     uv_timer_init(&loop, &later_timer);
     struct http_group *g = http_group_new(2, 4);
     static struct http_counters counters[2];
-    for (int i = 0; i < 2; i++) {
-        int bound = 0;
-        int fd = http_listen_socket("127.0.0.1", i ? port : 0, i == 0, 64, &bound);
-        assert_true(fd >= 0);
-        if (i == 0)
-            port = bound;
-        struct http_server_config cfg = {&counters[i], routes, NULL, 1 << 20, 1, 5000, 5000,
-                                         5000, NULL, g, i}; /* max_connections 1: the group's wins */
-        int err = 0;
-        grp_srv[i] = http_server_new(&loop, fd, &cfg, &err);
-        assert_non_null(grp_srv[i]);
-    }
-    uv_thread_create(&thread, loop_thread, NULL);
+    group_start(g, counters, 0);
 
     int cl[5];
     for (int i = 0; i < 4; i++) {
@@ -329,12 +352,68 @@ static void test_group_of_servers(void **state)
 
     for (int i = 1; i < 5; i++)
         close(cl[i]);
-    uv_async_send(&stop_async);
-    uv_thread_join(&thread);
-    assert_int_equal(grp_drained, 2);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    assert_int_equal(http_group_count(g, 0) + http_group_count(g, 1), 0);
-    http_group_free(g);
+    group_stop(g);
+}
+
+/* A member that stops with a connection handed to it and not yet taken
+ * closes it and gives its slot back, as its listener's backlog is closed.
+ * Staged on one loop: the second server stops in the check phase of the
+ * turn in which the first handed the connection over, before its handed
+ * handle can run. The second listens on a port no one connects to, so
+ * every connection comes to the first: one kept (0 / 0), the next handed
+ * (1 / 0). With the slot not given back, the cap of 2 would leave the
+ * third connection waiting. */
+static struct http_counters hand_counters[2];
+static uv_check_t hand_check;
+
+static void on_hand_check(uv_check_t *c)
+{
+    if (atomic_load(&hand_counters[0].handed_off) == 1) {
+        http_server_stop(grp_srv[1], on_grp_drained, NULL);
+        uv_close((uv_handle_t *)c, NULL);
+    }
+}
+
+static void on_hand_stop(uv_async_t *a)
+{
+    (void)a;
+    http_server_stop(grp_srv[0], on_grp_drained, NULL);
+}
+
+static void test_stop_with_a_connection_handed_and_not_taken(void **state)
+{
+    (void)state;
+    grp_drained = 0;
+    uv_loop_init(&loop);
+    uv_async_init(&loop, &stop_async, on_hand_stop);
+    uv_timer_init(&loop, &later_timer);
+    uv_check_init(&loop, &hand_check);
+    uv_check_start(&hand_check, on_hand_check);
+    struct http_group *g = http_group_new(2, 2);
+    group_start(g, hand_counters, 1);
+
+    int kept = connect_to();
+    send_now(kept);
+    assert_true(got_200(kept));
+    int handed = connect_to();
+    send_now(handed);
+    char buf[64];
+    ssize_t r = read(handed, buf, sizeof buf); /* closed unanswered: EOF or a reset */
+    assert_true(r == 0 || (r < 0 && errno == ECONNRESET));
+    assert_int_equal(atomic_load(&hand_counters[0].handed_off), 1);
+    assert_int_equal(atomic_load(&hand_counters[1].connections_total), 0);
+    for (int i = 0; i < 5000 && http_group_count(g, 1) != 0; i++)
+        usleep(1000); /* released right after the close the client saw */
+    assert_int_equal(http_group_count(g, 1), 0);
+    int third = connect_to(); /* the handed one's slot was given back */
+    send_now(third);
+    assert_true(got_200(third));
+    assert_int_equal(http_group_count(g, 0), 2);
+
+    close(kept);
+    close(handed);
+    close(third);
+    group_stop(g);
 }
 
 static void test_status_text(void **state)
@@ -350,6 +429,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_late_answers),
                                        cmocka_unit_test(test_out_of_descriptors),
                                        cmocka_unit_test(test_group_of_servers),
+                                       cmocka_unit_test(test_stop_with_a_connection_handed_and_not_taken),
                                        cmocka_unit_test(test_status_text)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,9 +182,9 @@ int main(int argc, char **argv)
         return 1;
     }
     struct recovered rec = {app.workers, {0}};
-    uint64_t n;
+    uint64_t n, newest;
+    const char *path = strncmp(cfg.store, "sqlite:", 7) == 0 ? cfg.store + 7 : cfg.store;
     if (store_recover(app.store, on_recovered, &rec, &n, err, sizeof err) != 0) {
-        const char *path = strncmp(cfg.store, "sqlite:", 7) == 0 ? cfg.store + 7 : cfg.store;
         fail("cannot use the database %s: %s", path, err); /* as store_open says it */
         return 1;
     }
@@ -192,7 +192,11 @@ int main(int argc, char **argv)
              " delivering=%" PRIu64 " retrying=%" PRIu64,
              n, rec.by_state[STATE_QUEUED], rec.by_state[STATE_RUNNING],
              rec.by_state[STATE_DELIVERING], rec.by_state[STATE_RETRYING]);
-    uint64_t ahead = runner_ids_after(store_max_id(app.store));
+    if (store_max_id(app.store, &newest, err, sizeof err) != 0) {
+        fail("cannot use the database %s: %s", path, err);
+        return 1;
+    }
+    uint64_t ahead = runner_ids_after(newest);
     if (ahead > 0)
         log_warn("event=clock_behind_stored_tasks ahead_ms=%" PRIu64
                  " note=\"the newest stored task is ahead of the wall clock: new task ids go on"

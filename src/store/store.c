@@ -1651,18 +1651,23 @@ int store_recover(struct store *s, void (*each)(void *arg, const struct task_vie
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-uint64_t store_max_id(struct store *s)
+int store_max_id(struct store *s, uint64_t *id, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    uint64_t id = 0;
+    *id = 0;
     uv_mutex_lock(&s->db_lock);
-    if (sqlite3_prepare_v2(s->db, "SELECT max(id) FROM tasks", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            id = (uint64_t)sqlite3_column_int64(st, 0); /* NULL (no task): 0 */
-        sqlite3_finalize(st);
+    int rc = sqlite3_prepare_v2(s->db, "SELECT max(id) FROM tasks", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            *id = (uint64_t)sqlite3_column_int64(st, 0); /* NULL (no task): 0 */
     }
+    if (rc != SQLITE_ROW)
+        snprintf(err, errlen, "cannot read its newest task id: %s%s", sqlite3_errmsg(s->db),
+                 DAMAGED_HINT);
+    sqlite3_finalize(st); /* NULL after a failed prepare: a no-op */
     uv_mutex_unlock(&s->db_lock);
-    return id;
+    return rc == SQLITE_ROW ? 0 : -1;
 }
 
 void store_close(struct store *s)

@@ -121,9 +121,11 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
  * cannot all be read (a damaged file): the caller must not go on. */
 int store_recover(struct store *s, void (*each)(void *arg, const struct task_view *v), void *arg,
                   uint64_t *resumed, char *err, size_t errlen);
-/* The greatest task id stored (0 when there is none, or on an error); before
- * the workers start. */
-uint64_t store_max_id(struct store *s);
+/* The greatest task id stored into *id (0 when there is none); before the
+ * workers start. 0; or -1 with a one-line reason in err when it cannot be
+ * read: the caller must not go on (new ids could then repeat stored ones
+ * when the wall clock is behind them). */
+int store_max_id(struct store *s, uint64_t *id, char *err, size_t errlen);
 /* Commits what is queued, stops the writer, closes the database. */
 void store_close(struct store *s);
 

@@ -1373,6 +1373,32 @@ static void test_statement_failed_alone(void **state)
     close_store(s);
 }
 
+/* The newest task id, read at the start so that ids go on increasing when
+ * the wall clock was set back: the greatest stored, 0 for none; a read that
+ * fails is an error the start stops on, never 0. */
+static void test_newest_id(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    uint64_t id = 1;
+    char err[256];
+    assert_int_equal(store_max_id(s, &id, err, sizeof err), 0);
+    assert_int_equal(id, 0);
+    assert_int_equal(submit(s, ID(902), "\"n2\"", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(901), "\"n1\"", P1, NULL), STORE_OK);
+    assert_int_equal(store_max_id(s, &id, err, sizeof err), 0);
+    assert_int_equal(id, ID(902));
+    fail_sql = "SELECT max(id)";
+    fail_alone = 1;
+    fail_at = 1;
+    assert_int_equal(store_max_id(s, &id, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot read its newest task id: "));
+    assert_int_equal(store_max_id(s, &id, err, sizeof err), 0); /* one failure only */
+    assert_int_equal(id, ID(902));
+    close_store(s);
+}
+
 /* An outcome's write and a cancel's failing alone (store_statement_failed):
  * the outcome is not written, the task keeps its state, and the batch's
  * commit passes; the cancel is answered 503 (STORE_E_IO) and can be made
@@ -1601,6 +1627,7 @@ int main(void)
         cmocka_unit_test_teardown(test_begin_refused, close_each),
         cmocka_unit_test_teardown(test_transaction_lost_mid_batch, close_each),
         cmocka_unit_test_teardown(test_statement_failed_alone, close_each),
+        cmocka_unit_test_teardown(test_newest_id, close_each),
         cmocka_unit_test_teardown(test_update_and_cancel_failed_alone, close_each),
         cmocka_unit_test_teardown(test_checkpoint_failures_counted, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),

@@ -480,21 +480,56 @@ def fsync_probe(directory, n=200):
     return statistics.median(times) * 1e6
 
 
+PARTS = ("accept", "burst", "inflight", "e2e")
+
+
+def positive(kind):
+    """An argparse type: a number of the kind, greater than 0."""
+    def check(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"expected a number greater than 0, got {text!r}")
+        return v
+    return check
+
+
+def parts(text):
+    """An argparse type: a comma-separated list of PARTS, at least one."""
+    got = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in got if p not in PARTS]
+    if bad or not got:
+        raise argparse.ArgumentTypeError(
+            f"unknown part {', '.join(bad) or '(none given)'}; expected some of {','.join(PARTS)}")
+    return [p for p in PARTS if p in got]
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--burst", type=int, default=100000)
-    ap.add_argument("--burst-reference", type=int, default=2000)
-    ap.add_argument("--inflight", type=int, default=1000000)
-    ap.add_argument("--settle", type=float, default=10.0)
-    ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--only", default="accept,burst,inflight,e2e")
-    ap.add_argument("--out", default=os.path.join(BUILD, "bench-results.json"))
+    ap = argparse.ArgumentParser(
+        description="exchanged against the seed's FastAPI service and the nginx floor, on "
+                    "loopback; prints one table of medians and writes the raw figures")
+    for flag, kind, default, metavar, text in (
+            ("--runs", int, 3, "N", "runs of each measurement, the systems taking turns"),
+            ("--seconds", int, 10, "S", "length of each wrk load, accept and end to end"),
+            ("--burst", int, 100000, "N", "requests in each burst of exchanged"),
+            ("--burst-reference", int, 2000, "N", "requests in each burst of the Python reference"),
+            ("--inflight", int, 1000000, "N", "tasks held in flight for the memory figure"),
+            ("--settle", float, 10.0, "S", "seconds to wait for the callbacks after a load")):
+        ap.add_argument(flag, type=positive(kind), default=default, metavar=metavar,
+                        help=f"{text} (default {default})")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny loads, one run, the reference and nginx optional: proves the "
+                         "scripts run; its figures mean nothing")
+    ap.add_argument("--only", type=parts, default=",".join(PARTS), metavar="LIST",
+                    help="comma-separated parts to run, of " + ",".join(PARTS) + " (default all)")
+    ap.add_argument("--out", default=os.path.join(BUILD, "bench-results.json"), metavar="FILE",
+                    help="where the raw figures go (default build/bench-results.json)")
     a = ap.parse_args()
     if a.smoke:
         a.runs, a.seconds, a.burst, a.burst_reference, a.inflight, a.settle = 1, 1, 300, 50, 500, 3.0
-    only = set(a.only.split(","))
+    only = a.only
     for tool in (EXCHANGED, MAIN, LOADGEN):
         if not os.path.exists(tool):
             sys.exit(f"bench: {tool} is missing: run make first")

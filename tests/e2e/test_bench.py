@@ -1,8 +1,10 @@
 """bench/bench.py's report, from canned figures: each run's figures and the ratio within each
 run are printed under the medians (the bench itself runs in the smoke run of the test
-command, with one run, where there is nothing per run to print)."""
+command, with one run, where there is nothing per run to print); its arguments checked."""
 import importlib.util
 import os
+import subprocess
+import sys
 import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,3 +72,21 @@ def test_report_of_one_run_has_no_per_run_lines():
     assert "sqlite/floor = 0.50, sqlite/reference = 100x" in text
     assert "runs" not in text.replace("(median of 1)", "")
     assert "sqlite/memory, each run" not in text
+
+
+def test_arguments_checked_with_a_clear_error():
+    """A part misspelt in --only would have run nothing and printed an empty table; a count
+    of 0 would have divided by it. Each is refused before anything starts."""
+    bench = os.path.join(HERE, "..", "..", "bench", "bench.py")
+    for args, said in ((["--only", "accept,acept"], "unknown part acept; expected some of "
+                                                    "accept,burst,inflight,e2e"),
+                       (["--only", ","], "unknown part (none given)"),
+                       (["--runs", "0"], "--runs: expected a number greater than 0, got '0'"),
+                       (["--settle", "soon"], "--settle: expected a number, got 'soon'")):
+        r = subprocess.run([sys.executable, bench] + args, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 2, (args, r.stderr)
+        assert said in r.stderr, (args, r.stderr)
+    mod = load_bench()
+    assert mod.parts("e2e, accept") == ["accept", "e2e"]  # in the bench's order
+    assert mod.positive(float)("0.5") == 0.5

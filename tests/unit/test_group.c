@@ -254,8 +254,8 @@ static void test_waiting_member_woken(void **state)
  * the waiter either claims it or is woken, every time. In each round the
  * holder holds the only slot, gives it back after a delay that sweeps
  * across the waiter's claim and past it, and takes nothing more until the
- * waiter has claimed or been woken; a lost wake-up
- * leaves the waiter asleep with the slot free, and the 5 s timer fires. */
+ * waiter has claimed or been woken; a lost wake-up leaves the waiter asleep
+ * with the slot free, and the 5 s timer fires. */
 #define HANDOVERS 20000
 static struct http_group *race;
 static _Atomic int held_round = -1, claim_round = -1, waiter_round = -1;
@@ -316,7 +316,8 @@ static void test_no_wakeup_lost(void **state)
             sched_yield();
         atomic_store(&claim_round, r);
         if (!http_group_claim_or_wait(race, 1)) {
-            do { /* woken by a wake sent in an earlier round: waits again */
+            do { /* until woken with the slot free (a wake left from an earlier
+                  * round may come while the holder holds it: wait again) */
                 waits++;
                 race_woken = 0;
                 uv_timer_start(&timer, on_race_lost, 5000, 0);

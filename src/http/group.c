@@ -70,6 +70,8 @@ static size_t take_locked(struct member *m, int **fds)
     return n;
 }
 
+static int wake_one(struct http_group *g, int from, int local);
+
 size_t http_group_leave(struct http_group *g, int i, int **fds)
 {
     struct member *m = &g->m[i];
@@ -77,6 +79,9 @@ size_t http_group_leave(struct http_group *g, int i, int **fds)
     m->wake = NULL;
     size_t n = take_locked(m, fds);
     uv_mutex_unlock(&m->lock);
+    /* a slot's wake sent here and not yet run is lost with the handle: passed on
+     * (a member woken with no slot free waits again) */
+    wake_one(g, i + 1, 0);
     return n;
 }
 
@@ -99,32 +104,52 @@ int http_group_claim(struct http_group *g)
     return 1;
 }
 
-/* Sends member m's wake if it is open; the caller has cleared its waiting flag. */
-static void wake(struct member *m)
+/* Sends member m's wake if it is open (1; 0 when it has left); the caller
+ * has cleared its waiting flag. */
+static int wake(struct member *m)
 {
     uv_mutex_lock(&m->lock);
-    if (m->wake)
+    int open = m->wake != NULL;
+    if (open)
         uv_async_send(m->wake); /* under the lock: the handle is open */
     uv_mutex_unlock(&m->lock);
+    return open;
 }
 
-/* A slot was given back: every member waiting for one is woken (each polls
- * its own backlog again; one that finds the cap reached again waits again).
- * The slot's decrement and the load of nwaiting are sequentially consistent,
- * as are a waiter's increment and its claim after it: either the waiter's
- * claim sees the slot, or this sees the waiter. */
-static void slot_given_back(struct http_group *g)
+/* Wakes one member waiting for a slot, the first from `from` on, skipping
+ * any that has left; nothing when none waits. With local set the caller
+ * runs on member from's loop and takes a wake for it there: 1 when it was
+ * the one woken (no wake sent), else 0. */
+static int wake_one(struct http_group *g, int from, int local)
 {
-    atomic_fetch_sub(&g->open, 1);
     if (atomic_load(&g->nwaiting) == 0)
-        return;
-    for (int i = 0; i < g->n; i++) {
-        struct member *m = &g->m[i];
+        return 0;
+    for (int k = 0; k < g->n; k++) {
+        struct member *m = &g->m[(from + k) % g->n];
         if (atomic_load_explicit(&m->waiting, RELAXED) && atomic_exchange(&m->waiting, 0)) {
             atomic_fetch_sub(&g->nwaiting, 1);
-            wake(m);
+            if (k == 0 && local)
+                return 1;
+            if (wake(m))
+                return 0;
         }
     }
+    return 0;
+}
+
+/* A slot was given back by member from: one member waiting for a slot is
+ * woken, the first from `from` on (its own loop first: the slot it freed
+ * most likely serves its own backlog). The woken member tries its backlog at
+ * once and, finding it empty, gives the slot back, which wakes the next
+ * (server.c): the slot passes along the waiting members until one has a
+ * connection for it, rather than waking them all for one slot. The slot's
+ * decrement and the load of nwaiting are sequentially consistent, as are a
+ * waiter's increment and its claim after it: either the waiter's claim sees
+ * the slot, or this sees the waiter. */
+static int slot_given_back(struct http_group *g, int from, int local)
+{
+    atomic_fetch_sub(&g->open, 1);
+    return wake_one(g, from, local);
 }
 
 /* Member i stops waiting (it claimed a slot after all). */
@@ -150,15 +175,15 @@ int http_group_claim_or_wait(struct http_group *g, int i)
     return 0;
 }
 
-void http_group_unclaim(struct http_group *g)
+void http_group_unclaim(struct http_group *g, int i)
 {
-    slot_given_back(g);
+    slot_given_back(g, i, 0);
 }
 
-void http_group_release(struct http_group *g, int i)
+int http_group_release(struct http_group *g, int i, int local)
 {
     atomic_fetch_sub_explicit(&g->m[i].count, 1, RELAXED);
-    slot_given_back(g);
+    return slot_given_back(g, i, local);
 }
 
 uint64_t http_group_count(const struct http_group *g, int i)

@@ -14,7 +14,9 @@
  *     handed     to the member serving the fewest, queued under its lock,
  *                its loop woken by its uv_async_t; it takes them and serves
  *   a connection ends -> its slot and its member's count are released;
- *                        every member waiting for a slot is woken
+ *                        one member waiting for a slot is woken (its own
+ *                        first); finding its backlog empty, it gives the
+ *                        slot back and the next is woken
  *
  * A member is closed until it joins and again once it leaves (its server
  * stops); nothing is handed to a closed member, and what waits for it when
@@ -46,20 +48,27 @@ void http_group_free(struct http_group *g);
 void http_group_join(struct http_group *g, int i, uv_async_t *wake);
 /* Member i takes no more hand-offs. Returns the sockets handed to it and
  * not yet taken (*fds, the caller's to free; NULL when none), for the
- * caller to close and to http_group_release one by one. */
+ * caller to close and to http_group_release one by one. A wake for a slot
+ * sent to it and not yet run is passed on to a member waiting (if any). */
 size_t http_group_leave(struct http_group *g, int i, int **fds);
 
 /* A slot under the cap: 1 taken, 0 when the cap is reached. */
 int http_group_claim(struct http_group *g);
-/* The same for member i, which when the cap is reached (0) is woken once a
- * slot is given back anywhere (its wake sent; it claims again then, and may
- * find the slot taken by another and wait again). No wake-up is lost: a slot
- * given back while member i registers is either claimed here or wakes it. */
+/* The same for member i, which when the cap is reached (0) waits for a
+ * slot given back anywhere: its wake is sent, and it must then claim again
+ * and accept at once, giving the slot back (http_group_unclaim) when its
+ * backlog is empty so that the next waiting member is woken; it may also
+ * find the slot taken and wait again. No wake-up is lost: a slot given back
+ * while member i registers is either claimed here or wakes a waiting member. */
 int http_group_claim_or_wait(struct http_group *g, int i);
-/* Gives back a slot claimed and not used (the accept found nothing). */
-void http_group_unclaim(struct http_group *g);
-/* A connection placed at member i has ended: its slot and its count. */
-void http_group_release(struct http_group *g, int i);
+/* Member i gives back a slot claimed and not used (the accept found
+ * nothing): a member waiting for one is woken. */
+void http_group_unclaim(struct http_group *g, int i);
+/* A connection placed at member i has ended: its slot and its count. With
+ * local set the caller runs on member i's loop and can act on a wake for it
+ * there: 1 when member i was waiting and takes the slot's wake itself (no
+ * wake sent; it must then accept at once, as on a wake); else 0. */
+int http_group_release(struct http_group *g, int i, int local);
 
 /* Places connection fd (its slot claimed) accepted by member self: returns
  * self (fd is the caller's to serve) or the member it was handed to

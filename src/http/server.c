@@ -116,7 +116,8 @@ struct http_server {
     uv_poll_t listener;          /* readable: connections wait on listen_fd */
     uv_timer_t accept_retry;     /* after an accept failure */
     uv_async_t handed;           /* in a group: connections handed here, a slot freed */
-    int handles_open;            /* listener, accept_retry (and handed), until closed */
+    uv_idle_t accept_now;        /* in a group: a slot this loop freed and waited for */
+    int handles_open;            /* listener, accept_retry (and handed, accept_now), until closed */
     struct http_server_config cfg;
     http_parser_settings settings;
     struct http_conn *conns;
@@ -414,6 +415,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void accept_resume(struct http_server *srv);
 static void on_accept_retry(uv_timer_t *t);
 static void on_listener_readable(uv_poll_t *p, int status, int events);
+static void on_accept_now(uv_idle_t *h);
 
 static void conn_close(struct http_conn *c)
 {
@@ -430,8 +432,12 @@ static void conn_close(struct http_conn *c)
         c->next->prev = c->prev;
     srv->nconns--;
     atomic_fetch_sub_explicit(&srv->cfg.counters->connections_open, 1, memory_order_relaxed);
-    if (srv->cfg.group)
-        http_group_release(srv->cfg.group, srv->cfg.group_index);
+    if (srv->cfg.group &&
+        http_group_release(srv->cfg.group, srv->cfg.group_index, !srv->stopping)) {
+        srv->accept_paused = 0; /* it waited for the slot it freed: accepts next turn */
+        accept_resume(srv);
+        uv_idle_start(&srv->accept_now, on_accept_now);
+    }
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (srv->accept_paused && !srv->stopping && !srv->cfg.group) { /* a group's wakes it */
@@ -1039,7 +1045,7 @@ static int conn_start(struct http_server *srv, int fd)
     if (rc != 0) {
         close(fd);
         if (srv->cfg.group) /* placed here: counted */
-            http_group_release(srv->cfg.group, srv->cfg.group_index);
+            http_group_release(srv->cfg.group, srv->cfg.group_index, 0);
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -1115,7 +1121,7 @@ static void server_accept(struct http_server *srv)
                        : accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (srv->cfg.group)
-                http_group_unclaim(srv->cfg.group); /* the slot goes back whatever the cause */
+                http_group_unclaim(srv->cfg.group, srv->cfg.group_index); /* whatever the cause */
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             if (errno == EINTR || errno == ECONNABORTED)
@@ -1147,14 +1153,28 @@ static void on_accept_retry(uv_timer_t *t)
     accept_resume(srv);
 }
 
+/* A slot freed by one of this server's own connections while it waited at
+ * the group's cap (conn_close): accepts at once, as on_handed does, one loop
+ * turn later (not inside the close) and without a wake-up's system calls. */
+static void on_accept_now(uv_idle_t *h)
+{
+    struct http_server *srv = h->data;
+    uv_idle_stop(h);
+    if (!srv->stopping)
+        server_accept(srv);
+}
+
 /* The connections another member of the group handed to this server, and
- * a slot given back in the group while this server waited for one. */
+ * a slot given back in the group while this server waited for one: it
+ * accepts at once, and with nothing in its backlog gives the slot back to
+ * the next member waiting (group.h). */
 static void on_handed(uv_async_t *a)
 {
     struct http_server *srv = a->data;
     if (srv->accept_paused && !srv->stopping) {
         srv->accept_paused = 0;
         accept_resume(srv);
+        server_accept(srv);
     }
     int *fds;
     size_t n = http_group_take(srv->cfg.group, srv->cfg.group_index, &fds);
@@ -1213,7 +1233,9 @@ struct http_server *http_server_new(uv_loop_t *loop, int fd, const struct http_s
     if (cfg->group) {
         uv_async_init(loop, &srv->handed, on_handed);
         srv->handed.data = srv;
-        srv->handles_open++;
+        uv_idle_init(loop, &srv->accept_now);
+        srv->accept_now.data = srv;
+        srv->handles_open += 2;
         http_group_join(cfg->group, cfg->group_index, &srv->handed);
     }
     uv_poll_start(&srv->listener, UV_READABLE, on_listener_readable);
@@ -1256,10 +1278,11 @@ void http_server_stop(struct http_server *srv, void (*drained_cb)(void *arg), vo
         size_t n = http_group_leave(srv->cfg.group, srv->cfg.group_index, &fds);
         for (size_t i = 0; i < n; i++) {
             close(fds[i]);
-            http_group_release(srv->cfg.group, srv->cfg.group_index);
+            http_group_release(srv->cfg.group, srv->cfg.group_index, 0);
         }
         free(fds);
         uv_close((uv_handle_t *)&srv->handed, on_listener_closed);
+        uv_close((uv_handle_t *)&srv->accept_now, on_listener_closed);
     }
     struct http_conn *c = srv->conns;
     while (c) {

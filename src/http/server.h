@@ -19,7 +19,8 @@
  * drained for a moment ("lingering close") so the client reads the answer
  * instead of a reset. Past max_connections, accepting pauses (the listener
  * is not polled) until a connection closes; in a group (group.h), past the
- * group's cap, until the group wakes it: a slot given back by any member. An
+ * group's cap, until the group wakes it: a slot given back by any member
+ * (it then accepts at once, and with an empty backlog passes the slot on). An
  * accept that fails (out of file
  * descriptors: EMFILE, ENFILE) pauses accepting for 100 ms, with a warning at
  * most once a second: the connections wait in the kernel's backlog while the

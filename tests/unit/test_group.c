@@ -2,8 +2,8 @@
  * once); each connection placed where fewest are, handed to another member
  * through its queue and its wake handle; nothing handed to a member that has
  * not joined or has left, and what waits for one that leaves given back; a
- * member that found the cap reached woken when a slot is given back, never
- * missed when the two race. */
+ * member that found the cap reached woken when a slot is given back (one per
+ * slot, passed on when unused), never missed when the two race. */
 #include <fcntl.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -33,7 +33,7 @@ static void test_cap_over_all_members(void **state)
     assert_int_equal(http_group_claim(g), 1);
     assert_int_equal(http_group_claim(g), 1);
     assert_int_equal(http_group_claim(g), 0); /* 3 over both members */
-    http_group_unclaim(g);                    /* an accept that found nothing */
+    http_group_unclaim(g, 0);                 /* an accept that found nothing */
     assert_int_equal(http_group_claim(g), 1);
     assert_int_equal(http_group_claim(g), 0);
     /* three connections placed (no member joined: each stays where accepted) */
@@ -44,7 +44,7 @@ static void test_cap_over_all_members(void **state)
     }
     assert_int_equal(http_group_count(g, 0), 2);
     assert_int_equal(http_group_count(g, 1), 1);
-    http_group_release(g, 0); /* one ends: its slot and its member's count */
+    assert_int_equal(http_group_release(g, 0, 1), 0); /* one ends: its slot, its count */
     assert_int_equal(http_group_count(g, 0), 1);
     assert_int_equal(http_group_claim(g), 1);
     assert_int_equal(http_group_claim(g), 0);
@@ -181,7 +181,7 @@ static void claimer(void *arg)
         if (now > atomic_load(&held_max))
             atomic_store(&held_max, now);
         atomic_fetch_sub(&held, 1);
-        http_group_unclaim(shared);
+        http_group_unclaim(shared, 0);
     }
 }
 
@@ -203,8 +203,10 @@ static void test_cap_holds_across_threads(void **state)
 }
 
 /* A member that finds the cap reached is woken once a slot is given back
- * (by an accept that found nothing, or a connection that ended), once; every
- * member waiting is; one that has left is not. */
+ * (by an accept that found nothing, or a connection that ended), once. One
+ * waiting member is woken per slot, the giver's own loop first; one that
+ * gives it back unused (its backlog empty) passes it to the next; one that
+ * has left is passed over, and its leaving passes on a wake it may not run. */
 static void test_waiting_member_woken(void **state)
 {
     (void)state;
@@ -216,35 +218,86 @@ static void test_waiting_member_woken(void **state)
     assert_int_equal(http_group_claim_or_wait(g, 1), 0); /* the cap: 1 waits */
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(woken[0] + woken[1], 0);
-    http_group_unclaim(g); /* a slot back: 1 is woken, 0 (not waiting) is not */
+    http_group_unclaim(g, 0); /* a slot back: 1 is woken, 0 (not waiting) is not */
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(woken[0], 0);
     assert_int_equal(woken[1], 1);
     assert_int_equal(http_group_claim_or_wait(g, 1), 1);
-    http_group_unclaim(g); /* nobody waits: nobody woken */
+    http_group_unclaim(g, 1); /* nobody waits: nobody woken */
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(woken[0] + woken[1], 1);
-    /* both wait; a connection placed at 0 ends: both woken */
+    /* both wait; a connection placed at 1 ends: 1 is woken (its own first), not 0 */
     int fd = some_fd();
     assert_int_equal(http_group_claim(g), 1);
-    assert_int_equal(http_group_place(g, 0, fd), 0);
+    assert_int_equal(http_group_place(g, 1, fd), 1);
     assert_int_equal(http_group_claim_or_wait(g, 0), 0);
     assert_int_equal(http_group_claim_or_wait(g, 1), 0);
     assert_int_equal(http_group_claim_or_wait(g, 1), 0); /* waiting already */
-    http_group_release(g, 0);
+    assert_int_equal(http_group_release(g, 1, 0), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0], 0);
+    assert_int_equal(woken[1], 2);
+    /* 1 claims it, finds its backlog empty and gives it back: 0 is woken */
+    assert_int_equal(http_group_claim_or_wait(g, 1), 1);
+    http_group_unclaim(g, 1);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(woken[0], 1);
     assert_int_equal(woken[1], 2);
-    /* a member that left is not woken (its handle may be closed) */
+    assert_int_equal(http_group_claim_or_wait(g, 0), 1);
+    /* both wait again; 1 leaves (its wake would be lost): 0 is woken */
+    assert_int_equal(http_group_claim_or_wait(g, 0), 0);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0);
     int *got;
     assert_int_equal(http_group_leave(g, 1, &got), 0);
-    assert_int_equal(http_group_claim(g), 1);
-    assert_int_equal(http_group_claim_or_wait(g, 1), 0);
-    http_group_unclaim(g);
     uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0], 2);
+    assert_int_equal(woken[1], 2);
+    /* 1 (gone) is passed over: a slot given back by 1's last connection wakes 0 */
+    assert_int_equal(http_group_claim_or_wait(g, 0), 0);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0); /* as a late accept might */
+    http_group_unclaim(g, 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0], 3);
     assert_int_equal(woken[1], 2);
     assert_int_equal(http_group_claim(g), 1); /* and the slots add up: 2 of 2 */
     assert_int_equal(http_group_claim(g), 0);
+    close(fd);
+    http_group_free(g);
+    close_loop(&loop, wake);
+}
+
+/* A member whose own connection ends while it waits takes the slot's wake
+ * itself, on its own loop, without a wake sent (http_group_release's local);
+ * given back unused, the slot goes on to the next member waiting. */
+static void test_own_slot_taken_locally(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_async_t wake[2];
+    struct http_group *g = two_members(&loop, wake, 1);
+    int fd = some_fd();
+    assert_int_equal(http_group_claim(g), 1);
+    assert_int_equal(http_group_place(g, 1, fd), 1);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0);
+    assert_int_equal(http_group_claim_or_wait(g, 0), 0);
+    assert_int_equal(http_group_release(g, 1, 1), 1); /* 1 waited: takes it here */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0] + woken[1], 0);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 1); /* its backlog empty: */
+    http_group_unclaim(g, 1);                             /* on to 0 */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[0], 1);
+    assert_int_equal(woken[1], 0);
+    assert_int_equal(http_group_claim_or_wait(g, 0), 1); /* 0 accepts one */
+    int fd0 = some_fd();
+    assert_int_equal(http_group_place(g, 0, fd0), 0);
+    assert_int_equal(http_group_claim_or_wait(g, 1), 0);
+    assert_int_equal(http_group_release(g, 0, 1), 0); /* 0 was not waiting: 1 woken */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(woken[1], 1);
+    assert_int_equal(http_group_count(g, 0), 0);
+    assert_int_equal(http_group_count(g, 1), 0); /* both ended */
+    close(fd0);
     close(fd);
     http_group_free(g);
     close_loop(&loop, wake);
@@ -279,7 +332,7 @@ static void holder(void *arg)
                 sched_yield();
         for (volatile int spin = 0; spin < hold; spin++)
             ;
-        http_group_unclaim(race);
+        http_group_unclaim(race, 0);
         while (atomic_load(&waiter_round) != r)
             sched_yield();
     }
@@ -327,7 +380,7 @@ static void test_no_wakeup_lost(void **state)
             } while (!race_lost && !http_group_claim_or_wait(race, 1));
         }
         if (!race_lost)
-            http_group_unclaim(race);
+            http_group_unclaim(race, 1);
         atomic_store(&waiter_round, r);
     }
     assert_int_equal(race_lost, 0);
@@ -351,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_nothing_handed_to_a_member_not_there),
         cmocka_unit_test(test_cap_holds_across_threads),
         cmocka_unit_test(test_waiting_member_woken),
+        cmocka_unit_test(test_own_slot_taken_locally),
         cmocka_unit_test(test_no_wakeup_lost),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,8 @@
  * accepting while accepts fail (as when out of file descriptors); two
  * servers in a group: connections evened out, one cap over both, and a
  * connection handed to a server that stops before taking it closed and its
- * slot given back.
+ * slot given back, a server waiting at the cap served the slot a connection
+ * frees, its own or the other's.
  * The server runs on a loop in a second thread; the test talks to it with
  * blocking sockets. */
 #include <setjmp.h>
@@ -290,6 +291,16 @@ static void on_grp_stop(uv_async_t *a)
     http_server_stop(grp_srv[1], on_grp_drained, NULL);
 }
 
+/* The test's loop for a group of two servers, stopped by stop_async (its
+ * callback on_stop stops them). */
+static void group_loop_init(uv_async_cb on_stop_cb)
+{
+    grp_drained = 0;
+    uv_loop_init(&loop);
+    uv_async_init(&loop, &stop_async, on_stop_cb);
+    uv_timer_init(&loop, &later_timer);
+}
+
 /* Starts two servers of group g on the test's loop and its thread: on one
  * port as the workers are, or (own_ports) each on a port of its own, the
  * first's in port. max_connections 1 each: the group's cap wins. */
@@ -326,9 +337,7 @@ static void group_stop(struct http_group *g)
 static void test_group_of_servers(void **state)
 {
     (void)state;
-    uv_loop_init(&loop);
-    uv_async_init(&loop, &stop_async, on_grp_stop);
-    uv_timer_init(&loop, &later_timer);
+    group_loop_init(on_grp_stop);
     struct http_group *g = http_group_new(2, 4);
     static struct http_counters counters[2];
     group_start(g, counters, 0);
@@ -383,10 +392,7 @@ static void on_hand_stop(uv_async_t *a)
 static void test_stop_with_a_connection_handed_and_not_taken(void **state)
 {
     (void)state;
-    grp_drained = 0;
-    uv_loop_init(&loop);
-    uv_async_init(&loop, &stop_async, on_hand_stop);
-    uv_timer_init(&loop, &later_timer);
+    group_loop_init(on_hand_stop);
     uv_check_init(&loop, &hand_check);
     uv_check_start(&hand_check, on_hand_check);
     struct http_group *g = http_group_new(2, 2);
@@ -416,6 +422,43 @@ static void test_stop_with_a_connection_handed_and_not_taken(void **state)
     group_stop(g);
 }
 
+/* A server waiting at the group's cap is served the slot a connection frees:
+ * one of its own (it takes the wake on its own loop and accepts next turn)
+ * or the other server's (woken through its handle). The second listens on a
+ * port no one connects to, so the first accepts every connection: one kept
+ * (0 / 0), the next handed (1 / 0), the third waits at the cap of 2. Either
+ * way missed, the waiting connection would never be served. */
+static void test_waiting_server_served_when_a_slot_frees(void **state)
+{
+    (void)state;
+    group_loop_init(on_grp_stop);
+    struct http_group *g = http_group_new(2, 2);
+    static struct http_counters counters[2];
+    group_start(g, counters, 1);
+
+    int own = connect_to();
+    send_now(own);
+    assert_true(got_200(own)); /* kept by the first */
+    int other = connect_to();
+    send_now(other);
+    assert_true(got_200(other)); /* handed to the second */
+    assert_int_equal(atomic_load(&counters[0].handed_off), 1);
+    int third = connect_to();
+    send_now(third);
+    assert_false(readable(third, 300)); /* the cap: the first waits */
+    close(own); /* the first's own: it takes the slot's wake itself */
+    assert_true(got_200(third));
+    int fourth = connect_to();
+    send_now(fourth);
+    assert_false(readable(fourth, 300));
+    close(other); /* the second's: the first is woken through its handle */
+    assert_true(got_200(fourth));
+
+    close(third);
+    close(fourth);
+    group_stop(g);
+}
+
 static void test_status_text(void **state)
 {
     (void)state;
@@ -430,6 +473,7 @@ int main(void)
                                        cmocka_unit_test(test_out_of_descriptors),
                                        cmocka_unit_test(test_group_of_servers),
                                        cmocka_unit_test(test_stop_with_a_connection_handed_and_not_taken),
+                                       cmocka_unit_test(test_waiting_server_served_when_a_slot_frees),
                                        cmocka_unit_test(test_status_text)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

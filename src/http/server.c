@@ -432,17 +432,18 @@ static void conn_close(struct http_conn *c)
         c->next->prev = c->prev;
     srv->nconns--;
     atomic_fetch_sub_explicit(&srv->cfg.counters->connections_open, 1, memory_order_relaxed);
-    if (srv->cfg.group &&
-        http_group_release(srv->cfg.group, srv->cfg.group_index, !srv->stopping)) {
-        srv->accept_paused = 0; /* it waited for the slot it freed: accepts next turn */
-        accept_resume(srv);
-        uv_idle_start(&srv->accept_now, on_accept_now);
-    }
+    /* the slot freed resumes accepting here; in a group only when this server
+     * waited and takes the slot's wake itself (else the group wakes whoever waits) */
+    int resume = srv->cfg.group
+                     ? http_group_release(srv->cfg.group, srv->cfg.group_index, !srv->stopping)
+                     : srv->accept_paused && !srv->stopping;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    if (srv->accept_paused && !srv->stopping && !srv->cfg.group) { /* a group's wakes it */
+    if (resume) {
         srv->accept_paused = 0;
         accept_resume(srv);
+        if (srv->cfg.group) /* accepts next turn, or passes the slot on (group.h) */
+            uv_idle_start(&srv->accept_now, on_accept_now);
     }
     server_maybe_drained(srv);
 }
@@ -1158,10 +1159,8 @@ static void on_accept_retry(uv_timer_t *t)
  * turn later (not inside the close) and without a wake-up's system calls. */
 static void on_accept_now(uv_idle_t *h)
 {
-    struct http_server *srv = h->data;
-    uv_idle_stop(h);
-    if (!srv->stopping)
-        server_accept(srv);
+    uv_idle_stop(h); /* closed at the stop: never runs after it */
+    server_accept(h->data);
 }
 
 /* The connections another member of the group handed to this server, and
@@ -1170,8 +1169,8 @@ static void on_accept_now(uv_idle_t *h)
  * the next member waiting (group.h). */
 static void on_handed(uv_async_t *a)
 {
-    struct http_server *srv = a->data;
-    if (srv->accept_paused && !srv->stopping) {
+    struct http_server *srv = a->data; /* closed at the stop: never runs after it */
+    if (srv->accept_paused) {
         srv->accept_paused = 0;
         accept_resume(srv);
         server_accept(srv);

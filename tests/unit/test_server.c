@@ -301,11 +301,13 @@ static void group_loop_init(uv_async_cb on_stop_cb)
     uv_timer_init(&loop, &later_timer);
 }
 
-/* Starts two servers of group g on the test's loop and its thread: on one
- * port as the workers are, or (own_ports) each on a port of its own, the
- * first's in port. max_connections 1 each: the group's cap wins. */
-static void group_start(struct http_group *g, struct http_counters counters[2], int own_ports)
+/* Starts two servers of a new group of cap on the test's loop and its
+ * thread: on one port as the workers are, or (own_ports) each on a port of
+ * its own, the first's in port. max_connections 1 each: the group's cap wins. */
+static struct http_group *group_start(unsigned cap, struct http_counters counters[2],
+                                      int own_ports)
 {
+    struct http_group *g = http_group_new(2, cap);
     for (int i = 0; i < 2; i++) {
         int bound = 0;
         int fd = http_listen_socket("127.0.0.1", i && !own_ports ? port : 0, i == 0 || own_ports,
@@ -320,6 +322,7 @@ static void group_start(struct http_group *g, struct http_counters counters[2], 
         assert_non_null(grp_srv[i]);
     }
     uv_thread_create(&thread, loop_thread, NULL);
+    return g;
 }
 
 /* Stops what stop_async stops, joins the loop's thread: both drained, a
@@ -338,9 +341,8 @@ static void test_group_of_servers(void **state)
 {
     (void)state;
     group_loop_init(on_grp_stop);
-    struct http_group *g = http_group_new(2, 4);
     static struct http_counters counters[2];
-    group_start(g, counters, 0);
+    struct http_group *g = group_start(4, counters, 0);
 
     int cl[5];
     for (int i = 0; i < 4; i++) {
@@ -395,8 +397,7 @@ static void test_stop_with_a_connection_handed_and_not_taken(void **state)
     group_loop_init(on_hand_stop);
     uv_check_init(&loop, &hand_check);
     uv_check_start(&hand_check, on_hand_check);
-    struct http_group *g = http_group_new(2, 2);
-    group_start(g, hand_counters, 1);
+    struct http_group *g = group_start(2, hand_counters, 1);
 
     int kept = connect_to();
     send_now(kept);
@@ -432,9 +433,8 @@ static void test_waiting_server_served_when_a_slot_frees(void **state)
 {
     (void)state;
     group_loop_init(on_grp_stop);
-    struct http_group *g = http_group_new(2, 2);
     static struct http_counters counters[2];
-    group_start(g, counters, 1);
+    struct http_group *g = group_start(2, counters, 1);
 
     int own = connect_to();
     send_now(own);

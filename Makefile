@@ -74,12 +74,13 @@ $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/
 # calls a unit test makes fail on demand (-Wl,--wrap: its __wrap_F runs for F):
 # the store's thread starts and WAL checkpoints, the client's sends, sqlmem's malloc and
 # realloc; the runner's and the store's wall clock (clock_gettime, set forward);
-# memtrim's malloc_trim (counted)
+# memtrim's malloc_trim (counted); the server's uv_tcp_open (a connection that cannot start)
 WRAP_store := uv_thread_create sqlite3_wal_checkpoint_v2 clock_gettime sqlite3_step
 WRAP_runner := clock_gettime
 WRAP_client := uv_try_write uv_write
 WRAP_sqlmem := malloc realloc
 WRAP_memtrim := malloc_trim
+WRAP_server := uv_tcp_open
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka $(foreach f,$(WRAP_$*),-Wl,--wrap=$(f))
 

@@ -4,7 +4,8 @@
  * servers in a group: connections evened out, one cap over both, and a
  * connection handed to a server that stops before taking it closed and its
  * slot given back, a server waiting at the cap served the slot a connection
- * frees, its own or the other's.
+ * frees, its own or the other's, and a connection that cannot be started
+ * (uv_tcp_open fails) closed and its slot given back.
  * The server runs on a loop in a second thread; the test talks to it with
  * blocking sockets. */
 #include <setjmp.h>
@@ -459,6 +460,54 @@ static void test_waiting_server_served_when_a_slot_frees(void **state)
     group_stop(g);
 }
 
+/* A connection whose socket cannot be made a libuv handle (uv_tcp_open
+ * fails: -Wl,--wrap=uv_tcp_open, the Makefile) is closed and its slot given
+ * back, whichever member it was placed on. Here one handed to the second
+ * server, which listens on a port of its own (so the first accepts every
+ * connection: one kept at 0 / 0, the next handed at 1 / 0). With the slot
+ * not given back the cap of 2 would leave the third connection waiting. */
+static _Atomic int tcp_open_fails; /* the next calls that fail */
+
+int __real_uv_tcp_open(uv_tcp_t *h, uv_os_sock_t sock);
+int __wrap_uv_tcp_open(uv_tcp_t *h, uv_os_sock_t sock);
+int __wrap_uv_tcp_open(uv_tcp_t *h, uv_os_sock_t sock)
+{
+    int left = atomic_load(&tcp_open_fails);
+    while (left > 0 && !atomic_compare_exchange_weak(&tcp_open_fails, &left, left - 1))
+        ;
+    return left > 0 ? UV_EBADF : __real_uv_tcp_open(h, sock);
+}
+
+static void test_handed_connection_that_cannot_start(void **state)
+{
+    (void)state;
+    group_loop_init(on_grp_stop);
+    static struct http_counters counters[2];
+    struct http_group *g = group_start(2, counters, 1);
+
+    int kept = connect_to();
+    send_now(kept);
+    assert_true(got_200(kept));
+    atomic_store(&tcp_open_fails, 1);
+    int handed = connect_to();
+    send_now(handed);
+    char buf[64];
+    ssize_t r = read(handed, buf, sizeof buf); /* closed unanswered: EOF or a reset */
+    assert_true(r == 0 || (r < 0 && errno == ECONNRESET));
+    assert_int_equal(atomic_load(&tcp_open_fails), 0); /* the failure was taken */
+    assert_int_equal(atomic_load(&counters[0].handed_off), 1);
+    assert_int_equal(atomic_load(&counters[1].connections_total), 0);
+    int third = connect_to(); /* the failed one's slot was given back */
+    send_now(third);
+    assert_true(got_200(third));
+    assert_int_equal(http_group_count(g, 0) + http_group_count(g, 1), 2);
+
+    close(kept);
+    close(handed);
+    close(third);
+    group_stop(g);
+}
+
 static void test_status_text(void **state)
 {
     (void)state;
@@ -474,6 +523,7 @@ int main(void)
                                        cmocka_unit_test(test_group_of_servers),
                                        cmocka_unit_test(test_stop_with_a_connection_handed_and_not_taken),
                                        cmocka_unit_test(test_waiting_server_served_when_a_slot_frees),
+                                       cmocka_unit_test(test_handed_connection_that_cannot_start),
                                        cmocka_unit_test(test_status_text)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "../core/deadline.h"
+#include "../core/idset.h"
 #include "../core/payload.h"
 #include "../output.h"
 #include "../util.h"
@@ -36,6 +37,9 @@ enum op_kind { OP_SUBMIT, OP_UPDATE, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST };
 struct op {
     struct op *next;
     enum op_kind kind;
+    /* update: to be written again (its write failed, or one of its task's
+     * before it waits so); taken from the updates written again */
+    unsigned char defer, again;
     struct store_inbox *inbox; /* NULL: no answer */
     void *cb;
     void *arg;
@@ -108,6 +112,12 @@ struct store {
     uint64_t active; /* writer thread only */
     struct op *upd_head, *upd_tail; /* writer thread only: updates not yet written */
     struct deadline_heap held; /* writer thread only: outcomes held back, by task id */
+    /* writer thread only: updates whose write failed, in their order, written
+     * again every DEFER_RETRY_MS (see defer_update); their tasks' ids */
+    struct op *def_head, *def_tail;
+    size_t ndef;
+    struct idset def_ids;
+    uint64_t def_tried_ms; /* monotonic: their last try */
     uint64_t last_sub_ms;      /* writer thread only: monotonic, last turn with submissions */
     uint64_t last_purge_ms;    /* on purge_clock */
     uint64_t wall0, mono0;     /* the wall and monotonic clocks at the open (purge_clock) */
@@ -117,7 +127,7 @@ struct store {
     sqlite3_stmt *st_insert, *st_find_active, *st_update, *st_get, *st_cancel, *st_retry,
         *st_purge_scan, *st_purge, *st_list[5], *st_begin, *st_commit;
     _Atomic uint64_t stat_active, stat_commits, stat_queue, stat_purged, stat_catch_ups,
-        stat_held, stat_wal_frames, stat_cache_bytes;
+        stat_held, stat_unwritten, stat_wal_frames, stat_cache_bytes;
     uint64_t wal_max_frames;
     _Atomic int fault_full;
     struct fail_run commit_fails; /* writer thread only: since the last commit that passed */
@@ -465,9 +475,9 @@ static void history_token(char *out, size_t n, int state, uint64_t now)
 
 /* One op's statement failed and SQLite undid it alone (the batch's
  * transaction goes on; run_batch sees one it rolled back whole): the op is
- * answered 503, or, for an outcome no one waits for, not written (the task
- * keeps its stored state until the next start). Said at the first failure and
- * then at most once per second with the count (a full disk fails them all). */
+ * answered 503, or, for an update no one waits for, written again later
+ * (defer_update). Said at the first failure and then at most once per second
+ * with the count (a full disk fails them all). */
 #define STATEMENT_FAIL_LOG_MS 1000
 static void statement_failed(struct store *s, const struct op *op, const char *what,
                              const char *effect)
@@ -533,8 +543,39 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
     }
 }
 
-static void do_update(struct store *s, struct op *op, int64_t *active_delta)
+/* An update not written, whose write failed (its statement, or its batch's
+ * transaction) or whose task has one waiting so: kept, in order, and
+ * written again (next_work takes them all every DEFER_RETRY_MS, before the
+ * newer updates), its task's id noted so that the task's later updates wait
+ * behind it: written out of order, an earlier state would replace a later
+ * one. Before, such an update was dropped: the task kept its stored state
+ * (its status said running after its callback was delivered) until the
+ * next start ran it again. At the stop they are tried once more, and what
+ * fails then is left so (the next start resumes those tasks). */
+#define DEFER_RETRY_MS 250
+
+static void append(struct op **head, struct op **tail, struct op *op)
 {
+    op->next = NULL;
+    if (*tail)
+        (*tail)->next = op;
+    else
+        *head = op;
+    *tail = op;
+}
+
+static void defer_update(struct store *s, struct op *op)
+{
+    op->defer = 1;
+    idset_add(&s->def_ids, op->id);
+}
+
+static void do_update(struct store *s, struct op *op, int64_t *active_delta, int stopping)
+{
+    if (idset_len(&s->def_ids) && idset_has(&s->def_ids, op->id)) {
+        defer_update(s, op); /* behind its task's update that waits */
+        return;
+    }
     uint64_t now = util_wall_ms();
     char hist[128];
     size_t n = 0;
@@ -563,10 +604,14 @@ static void do_update(struct store *s, struct op *op, int64_t *active_delta)
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     op->status = rc == SQLITE_DONE ? STORE_OK : STORE_E_IO;
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE && stopping)
         statement_failed(s, op, "update",
-                         "the outcome is not written (the task keeps its stored state until "
-                         "the next start resumes it)");
+                         "the update is not written at the stop (the task keeps its stored "
+                         "state until the next start resumes it)");
+    else if (rc != SQLITE_DONE) {
+        statement_failed(s, op, "update", "the update is written again later");
+        defer_update(s, op);
+    }
     if (rc == SQLITE_DONE && sqlite3_changes(s->db) == 1 && op->state >= STATE_SUCCEEDED)
         (*active_delta)--;
 }
@@ -867,11 +912,11 @@ static void batch_refused(struct store *s, const char *what)
     commit_failed(s, why);
 }
 
-/* Runs one batch in one transaction. */
-static void run_batch(struct store *s, struct op *ops)
+/* Runs one batch in one transaction (the last ones when stopping). */
+static void run_batch(struct store *s, struct op *ops, int stopping)
 {
     int64_t delta = 0;
-    int open = step_once(s->st_begin) == SQLITE_OK, lost = 0; /* the batch's transaction */
+    int open = step_once(s->st_begin) == SQLITE_OK, lost = !open; /* the batch's transaction */
     if (!open)
         batch_refused(s, "cannot begin the batch's transaction");
     for (struct op *op = ops; op; op = op->next) {
@@ -881,7 +926,7 @@ static void run_batch(struct store *s, struct op *ops)
         }
         switch (op->kind) {
         case OP_SUBMIT: do_submit(s, op, &delta); break;
-        case OP_UPDATE: do_update(s, op, &delta); break;
+        case OP_UPDATE: do_update(s, op, &delta, stopping); break;
         case OP_GET: op->status = get_view(s, op->id, op); break;
         case OP_CANCEL:
         case OP_RETRY: do_change(s, op, &delta); break;
@@ -904,26 +949,44 @@ static void run_batch(struct store *s, struct op *ops)
     if (lost) {
         delta = 0;
         for (struct op *op = ops; op; op = op->next)
-            if (op->kind != OP_GET && op->kind != OP_LIST)
+            if (op->kind != OP_GET && op->kind != OP_LIST) {
                 op->status = STORE_E_IO;
+                if (op->kind == OP_UPDATE && !stopping)
+                    defer_update(s, op);
+            }
     }
     s->active = (uint64_t)((int64_t)s->active + delta);
     atomic_store(&s->stat_active, s->active);
     struct op *answers = NULL, **tail = &answers;
     struct op *op = ops;
+    size_t again = 0, dropped = 0;
     while (op) {
         struct op *next = op->next;
         if (op->kind == OP_CANCEL && op->status == STORE_OK)
             cancelled_add(s, op->id);
-        if (op->inbox) {
+        if (op->defer) { /* in batch order: behind those kept before */
+            op->defer = 0;
+            op->again = 1;
+            append(&s->def_head, &s->def_tail, op);
+            s->ndef++;
+        } else if (op->inbox) {
             op->next = NULL;
             *tail = op;
             tail = &op->next;
         } else {
+            again += op->again && op->status == STORE_OK;
+            dropped += stopping && op->kind == OP_UPDATE && op->status != STORE_OK;
             op_free(op);
         }
         op = next;
     }
+    atomic_store_explicit(&s->stat_unwritten, s->ndef, memory_order_relaxed);
+    if (again)
+        log_info("event=store_updates_written_again updates=%zu waiting=%zu", again, s->ndef);
+    if (dropped)
+        log_warn("event=store_updates_not_written updates=%zu: the stop leaves their tasks in "
+                 "their stored state; the next start resumes them",
+                 dropped);
     inbox_deliver(answers);
 }
 
@@ -1018,16 +1081,6 @@ static void wal_catch_up(struct store *s)
  * (unless the configuration says otherwise: hold_quiet_ms). */
 #define HOLD_QUIET_MS 20
 
-static void append(struct op **head, struct op **tail, struct op *op)
-{
-    op->next = NULL;
-    if (*tail)
-        (*tail)->next = op;
-    else
-        *head = op;
-    *tail = op;
-}
-
 /* Appends up to max non-terminal updates to head/tail, in their order. */
 static size_t take_fifo(struct store *s, struct op **head, struct op **tail, size_t max)
 {
@@ -1118,6 +1171,18 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
     }
     if (sub)
         s->last_sub_ms = util_now_ms();
+    /* the updates to write again (defer_update), all of them, before newer ones */
+    if (s->def_head && (stopping || util_now_ms() - s->def_tried_ms >= DEFER_RETRY_MS)) {
+        if (sub_tail)
+            sub_tail->next = s->def_head;
+        else
+            sub = s->def_head;
+        sub_tail = s->def_tail;
+        s->def_head = s->def_tail = NULL;
+        s->ndef = 0;
+        idset_clear(&s->def_ids);
+        s->def_tried_ms = util_now_ms();
+    }
     /* with submissions, as many held-back updates as there are submissions
      * (at least UPDATE_SLICE / 4): under a steady load updates are written
      * as fast as they come, and an acknowledgement waits behind at most as
@@ -1160,6 +1225,13 @@ static void writer_main(void *arg)
                 if (!wait_ms)
                     break;
             }
+            if (s->def_head) { /* updates to write again */
+                uint64_t since = util_now_ms() - s->def_tried_ms;
+                if (since >= DEFER_RETRY_MS)
+                    break;
+                if (DEFER_RETRY_MS - since < wait_ms)
+                    wait_ms = DEFER_RETRY_MS - since;
+            }
             s->writer_waiting = 1;
             int rc = uv_cond_timedwait(&s->cond, &s->lock, wait_ms * 1000000);
             s->writer_waiting = 0;
@@ -1176,7 +1248,7 @@ static void writer_main(void *arg)
         ops = next_work(s, ops, stopping);
         atomic_store_explicit(&s->stat_held, deadline_len(&s->held), memory_order_relaxed);
         if (ops) {
-            run_batch(s, ops);
+            run_batch(s, ops, stopping);
             wal_catch_up(s);
             int used = 0, high = 0;
             sqlite3_db_status(s->db, SQLITE_DBSTATUS_CACHE_USED, &used, &high, 0);
@@ -1192,7 +1264,7 @@ static void writer_main(void *arg)
         }
         uv_mutex_unlock(&s->db_lock);
         uv_mutex_lock(&s->lock);
-        if (stopping && !s->head && !s->upd_head && !deadline_len(&s->held))
+        if (stopping && !s->head && !s->upd_head && !deadline_len(&s->held) && !s->def_head)
             break;
     }
     uv_mutex_unlock(&s->lock);
@@ -1439,6 +1511,7 @@ void store_stats_read(struct store *s, struct store_stats *out)
     out->purged = atomic_load_explicit(&s->stat_purged, memory_order_relaxed);
     out->wal_catch_ups = atomic_load_explicit(&s->stat_catch_ups, memory_order_relaxed);
     out->held = atomic_load_explicit(&s->stat_held, memory_order_relaxed);
+    out->unwritten = atomic_load_explicit(&s->stat_unwritten, memory_order_relaxed);
     out->wal_frames = atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed);
     out->cache_bytes = atomic_load_explicit(&s->stat_cache_bytes, memory_order_relaxed);
     out->checkpoints = atomic_load_explicit(&s->ckpt_passes, memory_order_relaxed);
@@ -1492,6 +1565,7 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     if (!s->cfg.hold_quiet_ms)
         s->cfg.hold_quiet_ms = HOLD_QUIET_MS;
     deadline_init(&s->held);
+    idset_init(&s->def_ids);
     const char *path;
     if (!strcmp(cfg->spec, "memory")) {
         s->memory = 1;
@@ -1705,5 +1779,6 @@ void store_close(struct store *s)
     uv_mutex_destroy(&s->cancel_lock);
     free(s->cancelled);
     deadline_free(&s->held);
+    idset_free(&s->def_ids);
     free(s);
 }

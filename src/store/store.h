@@ -207,6 +207,7 @@ struct store_stats {
     uint64_t queue_len;   /* operations waiting for the writer */
     uint64_t purged;
     uint64_t held;        /* outcomes held back, not yet written */
+    uint64_t unwritten;   /* updates whose write failed, to be written again */
     uint64_t wal_frames;  /* frames in the WAL after the last commit */
     uint64_t checkpoints; /* passes of the checkpointer thread */
     uint64_t wal_catch_ups; /* checkpoints the writer ran to keep the WAL short */

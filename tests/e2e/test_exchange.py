@@ -237,6 +237,7 @@ def test_many_callbacks_all_arrive(start_service, main_service):
         time.sleep(0.02)
     assert store["wal_frames"] > 0
     assert 0 < store["cache_bytes"] <= 9 * 1024 * 1024
+    assert store["unwritten_updates"] == 0
 
 
 def test_stdout_reader_that_stops_reading_never_stops_the_service(main_service, tmp_path):

@@ -1,12 +1,14 @@
 /* store: on a temporary file: submit (new, duplicate, conflict, full),
  * every transition, cancel, retry, list with a cursor, recovery after a
  * reopen, migration from a version-1 database, purge, a full disk
- * through the fault seam, the WAL kept short (with and without the
+ * through the fault seam (updates whose write failed written again, in
+ * order), the WAL kept short (with and without the
  * checkpointer, and with its pass still running), thread starts that fail.
  * Run from tests/unit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdatomic.h>
@@ -1399,11 +1401,53 @@ static void test_newest_id(void **state)
     close_store(s);
 }
 
-/* An outcome's write and a cancel's failing alone (store_statement_failed):
- * the outcome is not written, the task keeps its state, and the batch's
- * commit passes; the cancel is answered 503 (STORE_E_IO) and can be made
- * again. */
-static void test_update_and_cancel_failed_alone(void **state)
+/* The store's counters once the writer has gone through what this loop
+ * queued: polled (the writer answers no one for an update) until done(st)
+ * or 5 s. */
+static int stats_until(struct store *s, int (*done)(const struct store_stats *),
+                       struct store_stats *st)
+{
+    for (int i = 0; i < 5000; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT); /* hands what was queued to the writer */
+        store_stats_read(s, st);
+        if (done(st))
+            return 1;
+        usleep(1000);
+    }
+    return 0;
+}
+
+static int one_unwritten(const struct store_stats *st) { return st->unwritten == 1; }
+static int two_unwritten(const struct store_stats *st) { return st->unwritten == 2; }
+static int none_unwritten(const struct store_stats *st) { return st->unwritten == 0; }
+static int two_failed_commits(const struct store_stats *st) { return st->commit_failures >= 2; }
+
+/* Polls the task until it is in state (its updates written again every
+ * DEFER_RETRY_MS); the view, or a failure after 5 s. */
+static struct answer get_until(struct store *s, uint64_t id, int state)
+{
+    for (int i = 0; i < 5000; i++) {
+        struct answer a = get(s, id);
+        assert_int_equal(a.status, STORE_OK);
+        if (a.v[0].state == state)
+            return a;
+        answer_free(&a);
+        usleep(1000);
+    }
+    fail_msg("task %" PRIx64 " never reached state %d", id, state);
+    return (struct answer){0};
+}
+
+/* An update whose write fails alone (store_statement_failed) is written
+ * again later, and its task's later updates wait behind it: the first
+ * failing and the outcome after it in the same batch, a read right after
+ * shows the state stored before both; then both are written, in their
+ * order (retrying before succeeded in the history, its error and
+ * breakdown kept). Before, the failed update was dropped and the outcome
+ * written over it; with the order not kept, the outcome would be written
+ * first and the retry then refused (the task terminal). A cancel failing
+ * alone is answered 503 (STORE_E_IO) and can be made again. */
+static void test_update_failed_alone_written_again(void **state)
 {
     (void)state;
     unlink(path);
@@ -1412,24 +1456,112 @@ static void test_update_and_cancel_failed_alone(void **state)
     fail_sql = "UPDATE tasks SET state = ?1";
     fail_alone = 1;
     fail_at = 1;
-    UPDATE(s, ID(800), STATE_SUCCEEDED, 1, 0, NULL, "[]", 1);
+    /* through the inbox: the two updates and the read go to the writer together,
+     * one batch (UPDATE's go at once: the read could come after their retry) */
+    struct store_change c1 = {ID(800), STATE_RETRYING, 1, 123456, "HTTP 500: x", "[1]", 1234};
+    struct store_change c2 = {ID(800), STATE_SUCCEEDED, 2, 0, NULL, NULL, 0};
+    store_update(s, inbox, &c1);
+    store_update(s, inbox, &c2);
     struct answer a = get(s, ID(800)); /* a read writes the updates before it */
     assert_int_equal(a.status, STORE_OK);
     assert_int_equal(a.v[0].state, STATE_RUNNING);
     answer_free(&a);
-    fail_sql = "UPDATE tasks SET state = 6";
-    fail_at = 1;
-    a = cancel(s, ID(800));
-    assert_int_equal(a.status, STORE_E_IO);
-    answer_free(&a);
-    a = cancel(s, ID(800));
-    assert_int_equal(a.status, STORE_OK);
-    assert_int_equal(a.v[0].state, STATE_CANCELLED);
-    answer_free(&a);
     struct store_stats st;
     store_stats_read(s, &st);
     assert_int_equal(st.commit_failures, 0);
-    assert_int_equal(st.failing, 0); /* outcomes and cancels are not submits */
+    assert_int_equal(st.failing, 0); /* updates and cancels are not submits */
+    a = get_until(s, ID(800), STATE_SUCCEEDED);
+    assert_int_equal(a.v[0].attempts, 2);
+    assert_string_equal(a.v[0].last_error, "HTTP 500: x");
+    assert_string_equal(a.v[0].breakdown, "[1]");
+    const char *h = a.v[0].history, *d = strstr(h, "delivering@1234 retrying@"),
+               *su = strstr(h, "succeeded@");
+    assert_true(d && su && d < su);
+    answer_free(&a);
+    store_stats_read(s, &st);
+    assert_int_equal(st.unwritten, 0);
+    assert_int_equal(st.active, 0);
+
+    assert_int_equal(submit(s, ID(801), "\"u1\"", P1, NULL), STORE_OK);
+    fail_sql = "UPDATE tasks SET state = 6";
+    fail_at = 1;
+    a = cancel(s, ID(801));
+    assert_int_equal(a.status, STORE_E_IO);
+    answer_free(&a);
+    a = cancel(s, ID(801));
+    assert_int_equal(a.status, STORE_OK);
+    assert_int_equal(a.v[0].state, STATE_CANCELLED);
+    answer_free(&a);
+    close_store(s);
+}
+
+/* The updates of a batch whose commit fails (a full disk), or whose
+ * transaction cannot begin, are written again once commits pass, each of
+ * them, tried every DEFER_RETRY_MS meanwhile.
+ * Before, they were dropped: the tasks kept their stored state (running)
+ * until the next start ran them again. */
+static void test_updates_of_a_failed_commit_written_again(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    assert_int_equal(submit(s, ID(810), "\"w0\"", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(811), "\"w1\"", P1, NULL), STORE_OK);
+    store_fault_set_full(s, 1);
+    UPDATE(s, ID(810), STATE_RETRYING, 1, 123456, "HTTP 500: a", NULL, 1234);
+    UPDATE(s, ID(811), STATE_RETRYING, 1, 123456, "HTTP 500: b", NULL, 1234);
+    struct store_stats st;
+    assert_true(stats_until(s, two_unwritten, &st));
+    assert_true(stats_until(s, two_failed_commits, &st)); /* tried again, still failing */
+    assert_int_equal(st.unwritten, 2);
+    store_fault_set_full(s, 0);
+    assert_true(stats_until(s, none_unwritten, &st));
+    for (int i = 0; i < 2; i++) {
+        struct answer a = get(s, ID(810 + i));
+        assert_int_equal(a.v[0].state, STATE_RETRYING);
+        assert_int_equal(a.v[0].attempts, 1);
+        assert_string_equal(a.v[0].last_error, i ? "HTTP 500: b" : "HTTP 500: a");
+        answer_free(&a);
+    }
+    begin_busy = 1; /* a batch whose transaction cannot begin: the same */
+    UPDATE(s, ID(810), STATE_SUCCEEDED, 2, 0, NULL, "[1]", 0);
+    assert_true(stats_until(s, one_unwritten, &st));
+    begin_busy = 0;
+    assert_true(stats_until(s, none_unwritten, &st));
+    struct answer a = get(s, ID(810));
+    assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
+    answer_free(&a);
+    close_store(s);
+}
+
+/* At the stop the updates waiting to be written again are tried once more;
+ * what fails then is left (the next start resumes those tasks), and the
+ * stop does not wait for the disk. */
+static void test_unwritten_updates_at_the_stop(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    assert_int_equal(submit(s, ID(820), "\"x0\"", P1, NULL), STORE_OK);
+    assert_int_equal(submit(s, ID(821), "\"x1\"", P1, NULL), STORE_OK);
+    store_fault_set_full(s, 1);
+    UPDATE(s, ID(820), STATE_RETRYING, 1, 123456, NULL, NULL, 1234);
+    struct store_stats st;
+    assert_true(stats_until(s, one_unwritten, &st));
+    store_fault_set_full(s, 0);
+    close_store(s); /* written: at the stop if not before */
+    s = open_store(10, 86400000);
+    struct answer a = get(s, ID(820));
+    assert_int_equal(a.v[0].state, STATE_RETRYING);
+    answer_free(&a);
+    store_fault_set_full(s, 1);
+    UPDATE(s, ID(821), STATE_RETRYING, 1, 123456, NULL, NULL, 1234);
+    assert_true(stats_until(s, one_unwritten, &st));
+    close_store(s); /* the disk still full: given up */
+    s = open_store(10, 86400000);
+    a = get(s, ID(821));
+    assert_int_equal(a.v[0].state, STATE_RUNNING);
+    answer_free(&a);
     close_store(s);
 }
 
@@ -1628,7 +1760,9 @@ int main(void)
         cmocka_unit_test_teardown(test_transaction_lost_mid_batch, close_each),
         cmocka_unit_test_teardown(test_statement_failed_alone, close_each),
         cmocka_unit_test_teardown(test_newest_id, close_each),
-        cmocka_unit_test_teardown(test_update_and_cancel_failed_alone, close_each),
+        cmocka_unit_test_teardown(test_update_failed_alone_written_again, close_each),
+        cmocka_unit_test_teardown(test_updates_of_a_failed_commit_written_again, close_each),
+        cmocka_unit_test_teardown(test_unwritten_updates_at_the_stop, close_each),
         cmocka_unit_test_teardown(test_checkpoint_failures_counted, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),
         cmocka_unit_test_teardown(test_writer_not_started, close_each),

@@ -965,6 +965,8 @@ static void run_batch(struct store *s, struct op *ops, int stopping)
         if (op->kind == OP_CANCEL && op->status == STORE_OK)
             cancelled_add(s, op->id);
         if (op->defer) { /* in batch order: behind those kept before */
+            if (!s->def_head) /* the first: tried again DEFER_RETRY_MS from now */
+                s->def_tried_ms = util_now_ms();
             op->defer = 0;
             op->again = 1;
             append(&s->def_head, &s->def_tail, op);

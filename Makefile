@@ -31,12 +31,12 @@ LDLIBS_ALL = $(SANFLAGS) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_p
 LIB_SRC := src/util.c src/output.c src/buf.c src/jsonw.c src/opts.c \
            src/http/server.c src/http/group.c src/http/router.c src/http/client.c \
            src/core/money.c src/core/payload.c src/core/deadline.c src/core/delivery.c \
-           src/core/runner.c src/core/backoff.c src/core/idset.c src/store/store.c src/store/walvfs.c \
+           src/core/runner.c src/core/backoff.c src/core/idcount.c src/store/store.c src/store/walvfs.c \
            src/store/sqlmem.c src/memtrim.c
 EXCHANGED_SRC := src/main.c src/config.c src/worker.c src/api/routes.c src/api/exchange.c \
                  src/api/ops.c src/api/tasks.c
 MAIN_SRC := src/mainsvc/main.c
-UNIT_TESTS := util output buf jsonw opts config router server group client money payload deadline idset delivery runner \
+UNIT_TESTS := util output buf jsonw opts config router server group client money payload deadline idcount delivery runner \
               backoff store walvfs sqlmem memtrim
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 #include "../core/deadline.h"
-#include "../core/idset.h"
+#include "../core/idcount.h"
 #include "../core/payload.h"
 #include "../output.h"
 #include "../util.h"
@@ -38,7 +38,7 @@ struct op {
     struct op *next;
     enum op_kind kind;
     /* update: to be written again (its write failed, or one of its task's
-     * before it waits so); taken from the updates written again */
+     * before it waits so); taken from the list of those (defer_update) */
     unsigned char defer, again;
     struct store_inbox *inbox; /* NULL: no answer */
     void *cb;
@@ -113,11 +113,13 @@ struct store {
     struct op *upd_head, *upd_tail; /* writer thread only: updates not yet written */
     struct deadline_heap held; /* writer thread only: outcomes held back, by task id */
     /* writer thread only: updates whose write failed, in their order, written
-     * again every DEFER_RETRY_MS (see defer_update); their tasks' ids */
+     * again DEFER_SLICE at a time (see defer_update); how many each task has
+     * on it (and in the running batch, kept again); the tasks of those taken
+     * that the running batch keeps again */
     struct op *def_head, *def_tail;
     size_t ndef;
-    struct idset def_ids;
-    uint64_t def_tried_ms; /* monotonic: their last try */
+    struct idcount def_ids, def_kept;
+    uint64_t def_tried_ms; /* monotonic: their last try (0: the next slice at once) */
     uint64_t last_sub_ms;      /* writer thread only: monotonic, last turn with submissions */
     uint64_t last_purge_ms;    /* on purge_clock */
     uint64_t wall0, mono0;     /* the wall and monotonic clocks at the open (purge_clock) */
@@ -544,15 +546,23 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
 }
 
 /* An update not written, whose write failed (its statement, or its batch's
- * transaction) or whose task has one waiting so: kept, in order, and
- * written again (next_work takes them all every DEFER_RETRY_MS, before the
- * newer updates), its task's id noted so that the task's later updates wait
- * behind it: written out of order, an earlier state would replace a later
- * one. Before, such an update was dropped: the task kept its stored state
- * (its status said running after its callback was delivered) until the
- * next start ran it again. At the stop they are tried once more, and what
- * fails then is left so (the next start resumes those tasks). */
+ * transaction) or whose task has one waiting so: kept on a list, in order,
+ * and written again, its task's id noted (def_ids) so that the task's later
+ * updates wait behind it: written out of order, an earlier state would
+ * replace a later one. Before, such an update was dropped: the task kept its
+ * stored state (its status said running after its callback was delivered)
+ * until the next start ran it again.
+ * next_work takes the list's first DEFER_SLICE every DEFER_RETRY_MS, before
+ * the newer updates, and the next slice at once when one passes: while the
+ * disk stays full a try costs a slice's statements, not the whole list's
+ * (tens of thousands of tasks finish during an outage). An update taken
+ * waits only behind one of its task's taken before it and kept again in the
+ * same batch (def_kept), not behind the list's rest, which is newer; those
+ * kept again go back in front of the rest, the batch's new ones after it.
+ * At the stop the whole list is tried once more, and what fails then is
+ * left so (the next start resumes those tasks). */
 #define DEFER_RETRY_MS 250
+#define DEFER_SLICE 256
 
 static void append(struct op **head, struct op **tail, struct op *op)
 {
@@ -566,13 +576,18 @@ static void append(struct op **head, struct op **tail, struct op *op)
 
 static void defer_update(struct store *s, struct op *op)
 {
+    if (op->defer)
+        return; /* once (a lost batch's keeps every update) */
     op->defer = 1;
-    idset_add(&s->def_ids, op->id);
+    idcount_add(&s->def_ids, op->id);
+    if (op->again)
+        idcount_add(&s->def_kept, op->id);
 }
 
 static void do_update(struct store *s, struct op *op, int64_t *active_delta, int stopping)
 {
-    if (idset_len(&s->def_ids) && idset_has(&s->def_ids, op->id)) {
+    const struct idcount *ahead = op->again ? &s->def_kept : &s->def_ids;
+    if (idcount_len(ahead) && idcount_has(ahead, op->id)) {
         defer_update(s, op); /* behind its task's update that waits */
         return;
     }
@@ -959,17 +974,22 @@ static void run_batch(struct store *s, struct op *ops, int stopping)
     atomic_store(&s->stat_active, s->active);
     struct op *answers = NULL, **tail = &answers;
     struct op *op = ops;
-    size_t again = 0, dropped = 0;
+    size_t again = 0, dropped = 0, taken = 0;
+    /* kept again: those taken from the list (in front of its rest), the new ones */
+    struct op *kept = NULL, *kept_tail = NULL, *fresh = NULL, *fresh_tail = NULL;
+    int had_list = s->def_head != NULL;
     while (op) {
         struct op *next = op->next;
         if (op->kind == OP_CANCEL && op->status == STORE_OK)
             cancelled_add(s, op->id);
-        if (op->defer) { /* in batch order: behind those kept before */
-            if (!s->def_head) /* the first: tried again DEFER_RETRY_MS from now */
-                s->def_tried_ms = util_now_ms();
+        taken += op->again;
+        if (op->defer) { /* in batch order */
             op->defer = 0;
+            if (op->again)
+                append(&kept, &kept_tail, op);
+            else
+                append(&fresh, &fresh_tail, op);
             op->again = 1;
-            append(&s->def_head, &s->def_tail, op);
             s->ndef++;
         } else if (op->inbox) {
             op->next = NULL;
@@ -982,6 +1002,26 @@ static void run_batch(struct store *s, struct op *ops, int stopping)
         }
         op = next;
     }
+    if (kept) {
+        kept_tail->next = s->def_head;
+        s->def_head = kept;
+        if (!s->def_tail)
+            s->def_tail = kept_tail;
+    }
+    if (fresh) {
+        if (s->def_tail)
+            s->def_tail->next = fresh;
+        else
+            s->def_head = fresh;
+        s->def_tail = fresh_tail;
+    }
+    idcount_clear(&s->def_kept);
+    if (!s->def_head)
+        idcount_clear(&s->def_ids); /* empty already: gives a large table back */
+    else if (taken && !kept && had_list)
+        s->def_tried_ms = 0; /* a slice passed: the next one at once */
+    else if (!taken && !had_list)
+        s->def_tried_ms = util_now_ms(); /* the first: tried again DEFER_RETRY_MS from now */
     atomic_store_explicit(&s->stat_unwritten, s->ndef, memory_order_relaxed);
     if (again)
         log_info("event=store_updates_written_again updates=%zu waiting=%zu", again, s->ndef);
@@ -1173,16 +1213,26 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
     }
     if (sub)
         s->last_sub_ms = util_now_ms();
-    /* the updates to write again (defer_update), all of them, before newer ones */
+    /* the updates to write again (defer_update), a slice of them (all at the
+     * stop), before newer ones; def_ids then counts the rest's */
     if (s->def_head && (stopping || util_now_ms() - s->def_tried_ms >= DEFER_RETRY_MS)) {
+        struct op *first = s->def_head, *last = first;
+        idcount_remove(&s->def_ids, first->id);
+        for (size_t n = 1; (stopping || n < DEFER_SLICE) && last->next; n++) {
+            last = last->next;
+            idcount_remove(&s->def_ids, last->id);
+        }
+        s->def_head = last->next;
+        last->next = NULL;
+        if (!s->def_head)
+            s->def_tail = NULL;
+        for (struct op *op = first; op; op = op->next)
+            s->ndef--;
         if (sub_tail)
-            sub_tail->next = s->def_head;
+            sub_tail->next = first;
         else
-            sub = s->def_head;
-        sub_tail = s->def_tail;
-        s->def_head = s->def_tail = NULL;
-        s->ndef = 0;
-        idset_clear(&s->def_ids);
+            sub = first;
+        sub_tail = last;
         s->def_tried_ms = util_now_ms();
     }
     /* with submissions, as many held-back updates as there are submissions
@@ -1567,7 +1617,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
     if (!s->cfg.hold_quiet_ms)
         s->cfg.hold_quiet_ms = HOLD_QUIET_MS;
     deadline_init(&s->held);
-    idset_init(&s->def_ids);
+    idcount_init(&s->def_ids);
+    idcount_init(&s->def_kept);
     const char *path;
     if (!strcmp(cfg->spec, "memory")) {
         s->memory = 1;
@@ -1781,6 +1832,7 @@ void store_close(struct store *s)
     uv_mutex_destroy(&s->cancel_lock);
     free(s->cancelled);
     deadline_free(&s->held);
-    idset_free(&s->def_ids);
+    idcount_free(&s->def_ids);
+    idcount_free(&s->def_kept);
     free(s);
 }

@@ -1534,6 +1534,59 @@ static void test_updates_of_a_failed_commit_written_again(void **state)
     close_store(s);
 }
 
+static int many_unwritten(const struct store_stats *st) { return st->unwritten == 271; }
+static uint64_t failures_from;
+static int one_more_failure(const struct store_stats *st)
+{
+    return st->commit_failures > failures_from;
+}
+
+/* The list of updates to write again is tried a slice (256) at a time, the
+ * next slice at once when one passes, and a slice that fails again goes back
+ * in front of the list's rest: task 0's first update is in the first slice,
+ * its second in the rest, and after a slice tried while the disk is full
+ * they are still written in their order (put back after the rest, the
+ * second would be written first). */
+static void test_updates_written_again_a_slice_at_a_time(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(1000, 86400000);
+    for (int i = 0; i < 270; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "\"s%d\"", i);
+        assert_int_equal(submit(s, ID(1000 + i), rid, P1, NULL), STORE_OK);
+    }
+    store_fault_set_full(s, 1);
+    for (int i = 1; i < 250; i++)
+        UPDATE(s, ID(1000 + i), STATE_RETRYING, 1, 123456, "HTTP 500: a", NULL, 0);
+    UPDATE(s, ID(1000), STATE_RETRYING, 1, 123456, "HTTP 500: first", NULL, 0); /* 250th */
+    for (int i = 250; i < 270; i++)
+        UPDATE(s, ID(1000 + i), STATE_RETRYING, 1, 123456, "HTTP 500: a", NULL, 0);
+    UPDATE(s, ID(1000), STATE_RETRYING, 2, 123456, "HTTP 500: second", NULL, 0); /* 271st */
+    struct store_stats st;
+    assert_true(stats_until(s, many_unwritten, &st));
+    failures_from = st.commit_failures; /* and a slice tried while failing: kept in front */
+    assert_true(stats_until(s, one_more_failure, &st));
+    assert_int_equal(st.unwritten, 271);
+    store_fault_set_full(s, 0);
+    assert_true(stats_until(s, none_unwritten, &st));
+    struct answer a = get(s, ID(1000));
+    assert_int_equal(a.v[0].state, STATE_RETRYING);
+    assert_int_equal(a.v[0].attempts, 2);
+    assert_string_equal(a.v[0].last_error, "HTTP 500: second");
+    const char *r1 = strstr(a.v[0].history, "retrying@");
+    assert_true(r1 && strstr(r1 + 1, "retrying@"));
+    answer_free(&a);
+    for (int i = 1; i < 270; i += 67) {
+        a = get(s, ID(1000 + i));
+        assert_int_equal(a.v[0].state, STATE_RETRYING);
+        assert_int_equal(a.v[0].attempts, 1);
+        answer_free(&a);
+    }
+    close_store(s);
+}
+
 /* At the stop the updates waiting to be written again are tried once more;
  * what fails then is left (the next start resumes those tasks), and the
  * stop does not wait for the disk. */
@@ -1762,6 +1815,7 @@ int main(void)
         cmocka_unit_test_teardown(test_newest_id, close_each),
         cmocka_unit_test_teardown(test_update_failed_alone_written_again, close_each),
         cmocka_unit_test_teardown(test_updates_of_a_failed_commit_written_again, close_each),
+        cmocka_unit_test_teardown(test_updates_written_again_a_slice_at_a_time, close_each),
         cmocka_unit_test_teardown(test_unwritten_updates_at_the_stop, close_each),
         cmocka_unit_test_teardown(test_checkpoint_failures_counted, close_each),
         cmocka_unit_test_teardown(test_file_moved, close_each),

@@ -873,16 +873,26 @@ def test_damaged_database_stops_the_start(start_service, tmp_path, damaged):
     assert "event=listening" not in r.stderr
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    mnt = tmp_path / "tiny"
+def mounted_tmpfs(tmp_path, size):
+    """A tmpfs of size at tmp_path/size (a generator for a fixture: unmounted after)."""
+    mnt = tmp_path / size
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                        capture_output=True)
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (the store's fault seam is unit-tested)")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)])
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    yield from mounted_tmpfs(tmp_path, "1m")
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    yield from mounted_tmpfs(tmp_path, "4m")
 
 
 def test_full_disk_answers_503_and_recovers(tiny_fs, start_service, main_service):
@@ -932,6 +942,61 @@ def test_full_disk_answers_503_and_recovers(tiny_fs, start_service, main_service
     assert status == 200
     found = sorted(t["request_id"] for t in json.loads(data)["tasks"])
     assert found == sorted(accepted + ["before-full", "after-full"])
+
+
+def test_outcomes_of_a_full_disk_written_once_space_returns(small_fs, start_service,
+                                                            main_service):
+    """Tasks whose callbacks are delivered while the disk is full: their outcomes cannot be
+    written then, and are written once space returns, without a restart. Before, they were
+    dropped: the tasks said running after their callbacks, and the next start ran them again
+    (each callback sent twice). The disk fills with the submissions themselves (1 MiB left):
+    the WAL cannot be rewound then (its checkpoint would grow the database), so the outcomes'
+    commits need space too. (Filled after the submissions, the outcomes may fit in WAL frames
+    already written.)"""
+    svc = start_service("--latency", "2-2", "--store", f"sqlite:{small_fs}/tasks.db")
+    filler = small_fs / "filler"
+    st = os.statvfs(small_fs)
+    with open(filler, "wb") as f:  # all but 1 MiB
+        f.write(b"\0" * (st.f_bavail * st.f_frsize - (1 << 20)))
+    accepted = []
+    for i in range(2000):  # until refused: the rest of the disk is the store's
+        status = submit(svc, f"late-{i}")[0]
+        if status == 503:
+            break
+        assert status == 200
+        accepted.append(i)
+    assert status == 503 and len(accepted) >= 10, len(accepted)
+    n = len(accepted)
+    main_service.out.wait(r"^result ", count=n, timeout=60)  # delivered, the disk full
+    deadline = time.monotonic() + 10
+    while True:  # their outcomes wait to be written (tried again meanwhile)
+        store = json.loads(request(svc.port, "GET", "/health")[2])["store"]
+        if store["unwritten_updates"] >= n and store["queue"] == 0:
+            break
+        assert time.monotonic() < deadline, store
+        time.sleep(0.05)
+    _, _, data = request(svc.port, "GET", "/api/tasks?limit=500")
+    assert all(t["state"] == "running" for t in json.loads(data)["tasks"])  # as stored
+    filler.unlink()
+    svc.err.wait(r"event=store_updates_written_again updates=\d+ waiting=0", timeout=15)
+    store = json.loads(request(svc.port, "GET", "/health")[2])["store"]
+    assert (store["unwritten_updates"], store["active_tasks"]) == (0, 0), store
+    tasks = []
+    cursor = ""
+    while True:
+        _, _, data = request(svc.port, "GET", f"/api/tasks?limit=500{cursor}")
+        page = json.loads(data)
+        tasks += page["tasks"]
+        if not page["next_cursor"]:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert len(tasks) == n and all(t["state"] == "succeeded" for t in tasks)
+    # the next start has nothing to run again: each callback was sent once
+    assert svc.stop() == 0
+    again = start_service("--latency", "0-0", "--store", f"sqlite:{small_fs}/tasks.db")
+    again.err.wait(r"event=recovered tasks=0 ")
+    stats = json.loads(request(main_service.port, "GET", "/api/stats")[2])
+    assert (stats["distinct"], stats["duplicates"]) == (n, 0)
 
 
 def test_older_database_is_upgraded_and_its_tasks_go_on(start_service, main_service, tmp_path):

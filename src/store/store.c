@@ -574,6 +574,13 @@ static void append(struct op **head, struct op **tail, struct op *op)
     *tail = op;
 }
 
+/* Milliseconds until the list's next try (0: now). */
+static uint64_t defer_wait_ms(const struct store *s)
+{
+    uint64_t since = util_now_ms() - s->def_tried_ms;
+    return since >= DEFER_RETRY_MS ? 0 : DEFER_RETRY_MS - since;
+}
+
 static void defer_update(struct store *s, struct op *op)
 {
     if (op->defer)
@@ -619,13 +626,13 @@ static void do_update(struct store *s, struct op *op, int64_t *active_delta, int
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     op->status = rc == SQLITE_DONE ? STORE_OK : STORE_E_IO;
-    if (rc != SQLITE_DONE && stopping)
+    if (rc != SQLITE_DONE) {
         statement_failed(s, op, "update",
-                         "the update is not written at the stop (the task keeps its stored "
-                         "state until the next start resumes it)");
-    else if (rc != SQLITE_DONE) {
-        statement_failed(s, op, "update", "the update is written again later");
-        defer_update(s, op);
+                         stopping ? "the update is not written at the stop (the task keeps its "
+                                    "stored state until the next start resumes it)"
+                                  : "the update is written again later");
+        if (!stopping)
+            defer_update(s, op);
     }
     if (rc == SQLITE_DONE && sqlite3_changes(s->db) == 1 && op->state >= STATE_SUCCEEDED)
         (*active_delta)--;
@@ -1215,10 +1222,11 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
         s->last_sub_ms = util_now_ms();
     /* the updates to write again (defer_update), a slice of them (all at the
      * stop), before newer ones; def_ids then counts the rest's */
-    if (s->def_head && (stopping || util_now_ms() - s->def_tried_ms >= DEFER_RETRY_MS)) {
+    if (s->def_head && (stopping || !defer_wait_ms(s))) {
         struct op *first = s->def_head, *last = first;
+        size_t n = 1;
         idcount_remove(&s->def_ids, first->id);
-        for (size_t n = 1; (stopping || n < DEFER_SLICE) && last->next; n++) {
+        for (; (stopping || n < DEFER_SLICE) && last->next; n++) {
             last = last->next;
             idcount_remove(&s->def_ids, last->id);
         }
@@ -1226,8 +1234,7 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
         last->next = NULL;
         if (!s->def_head)
             s->def_tail = NULL;
-        for (struct op *op = first; op; op = op->next)
-            s->ndef--;
+        s->ndef -= n;
         if (sub_tail)
             sub_tail->next = first;
         else
@@ -1278,11 +1285,11 @@ static void writer_main(void *arg)
                     break;
             }
             if (s->def_head) { /* updates to write again */
-                uint64_t since = util_now_ms() - s->def_tried_ms;
-                if (since >= DEFER_RETRY_MS)
+                uint64_t due = defer_wait_ms(s);
+                if (!due)
                     break;
-                if (DEFER_RETRY_MS - since < wait_ms)
-                    wait_ms = DEFER_RETRY_MS - since;
+                if (due < wait_ms)
+                    wait_ms = due;
             }
             s->writer_waiting = 1;
             int rc = uv_cond_timedwait(&s->cond, &s->lock, wait_ms * 1000000);

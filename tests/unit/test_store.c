@@ -1401,26 +1401,24 @@ static void test_newest_id(void **state)
     close_store(s);
 }
 
+/* What stats_until waits for: the updates waiting to be written again
+ * equal to n, or at least n failed commits. */
+enum watch { UNWRITTEN, FAILED_COMMITS };
+
 /* The store's counters once the writer has gone through what this loop
- * queued: polled (the writer answers no one for an update) until done(st)
- * or 5 s. */
-static int stats_until(struct store *s, int (*done)(const struct store_stats *),
-                       struct store_stats *st)
+ * queued: polled (the writer answers no one for an update) until what w
+ * says holds, or 5 s. */
+static int stats_until(struct store *s, enum watch w, uint64_t n, struct store_stats *st)
 {
     for (int i = 0; i < 5000; i++) {
         uv_run(&loop, UV_RUN_NOWAIT); /* hands what was queued to the writer */
         store_stats_read(s, st);
-        if (done(st))
+        if (w == UNWRITTEN ? st->unwritten == n : st->commit_failures >= n)
             return 1;
         usleep(1000);
     }
     return 0;
 }
-
-static int one_unwritten(const struct store_stats *st) { return st->unwritten == 1; }
-static int two_unwritten(const struct store_stats *st) { return st->unwritten == 2; }
-static int none_unwritten(const struct store_stats *st) { return st->unwritten == 0; }
-static int two_failed_commits(const struct store_stats *st) { return st->commit_failures >= 2; }
 
 /* Polls the task until it is in state (its updates written again every
  * DEFER_RETRY_MS); the view, or a failure after 5 s. */
@@ -1511,11 +1509,11 @@ static void test_updates_of_a_failed_commit_written_again(void **state)
     UPDATE(s, ID(810), STATE_RETRYING, 1, 123456, "HTTP 500: a", NULL, 1234);
     UPDATE(s, ID(811), STATE_RETRYING, 1, 123456, "HTTP 500: b", NULL, 1234);
     struct store_stats st;
-    assert_true(stats_until(s, two_unwritten, &st));
-    assert_true(stats_until(s, two_failed_commits, &st)); /* tried again, still failing */
+    assert_true(stats_until(s, UNWRITTEN, 2, &st));
+    assert_true(stats_until(s, FAILED_COMMITS, 2, &st)); /* tried again, still failing */
     assert_int_equal(st.unwritten, 2);
     store_fault_set_full(s, 0);
-    assert_true(stats_until(s, none_unwritten, &st));
+    assert_true(stats_until(s, UNWRITTEN, 0, &st));
     for (int i = 0; i < 2; i++) {
         struct answer a = get(s, ID(810 + i));
         assert_int_equal(a.v[0].state, STATE_RETRYING);
@@ -1525,21 +1523,15 @@ static void test_updates_of_a_failed_commit_written_again(void **state)
     }
     begin_busy = 1; /* a batch whose transaction cannot begin: the same */
     UPDATE(s, ID(810), STATE_SUCCEEDED, 2, 0, NULL, "[1]", 0);
-    assert_true(stats_until(s, one_unwritten, &st));
+    assert_true(stats_until(s, UNWRITTEN, 1, &st));
     begin_busy = 0;
-    assert_true(stats_until(s, none_unwritten, &st));
+    assert_true(stats_until(s, UNWRITTEN, 0, &st));
     struct answer a = get(s, ID(810));
     assert_int_equal(a.v[0].state, STATE_SUCCEEDED);
     answer_free(&a);
     close_store(s);
 }
 
-static int many_unwritten(const struct store_stats *st) { return st->unwritten == 271; }
-static uint64_t failures_from;
-static int one_more_failure(const struct store_stats *st)
-{
-    return st->commit_failures > failures_from;
-}
 
 /* The list of updates to write again is tried a slice (256) at a time, the
  * next slice at once when one passes, and a slice that fails again goes back
@@ -1565,12 +1557,12 @@ static void test_updates_written_again_a_slice_at_a_time(void **state)
         UPDATE(s, ID(1000 + i), STATE_RETRYING, 1, 123456, "HTTP 500: a", NULL, 0);
     UPDATE(s, ID(1000), STATE_RETRYING, 2, 123456, "HTTP 500: second", NULL, 0); /* 271st */
     struct store_stats st;
-    assert_true(stats_until(s, many_unwritten, &st));
-    failures_from = st.commit_failures; /* and a slice tried while failing: kept in front */
-    assert_true(stats_until(s, one_more_failure, &st));
+    assert_true(stats_until(s, UNWRITTEN, 271, &st));
+    /* and a slice tried while failing: kept in front */
+    assert_true(stats_until(s, FAILED_COMMITS, st.commit_failures + 1, &st));
     assert_int_equal(st.unwritten, 271);
     store_fault_set_full(s, 0);
-    assert_true(stats_until(s, none_unwritten, &st));
+    assert_true(stats_until(s, UNWRITTEN, 0, &st));
     struct answer a = get(s, ID(1000));
     assert_int_equal(a.v[0].state, STATE_RETRYING);
     assert_int_equal(a.v[0].attempts, 2);
@@ -1600,7 +1592,7 @@ static void test_unwritten_updates_at_the_stop(void **state)
     store_fault_set_full(s, 1);
     UPDATE(s, ID(820), STATE_RETRYING, 1, 123456, NULL, NULL, 1234);
     struct store_stats st;
-    assert_true(stats_until(s, one_unwritten, &st));
+    assert_true(stats_until(s, UNWRITTEN, 1, &st));
     store_fault_set_full(s, 0);
     close_store(s); /* written: at the stop if not before */
     s = open_store(10, 86400000);
@@ -1609,7 +1601,7 @@ static void test_unwritten_updates_at_the_stop(void **state)
     answer_free(&a);
     store_fault_set_full(s, 1);
     UPDATE(s, ID(821), STATE_RETRYING, 1, 123456, NULL, NULL, 1234);
-    assert_true(stats_until(s, one_unwritten, &st));
+    assert_true(stats_until(s, UNWRITTEN, 1, &st));
     close_store(s); /* the disk still full: given up */
     s = open_store(10, 86400000);
     a = get(s, ID(821));

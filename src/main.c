@@ -164,7 +164,7 @@ int main(int argc, char **argv)
      * a second for the callback (see store.c), at most 10 s */
     uint64_t hold = cfg.latency_ms[1] + 1000;
     struct store_config sc = {cfg.store, cfg.store_sync, (uint64_t)cfg.max_active_tasks,
-                              cfg.retention_ms, 0, hold < 10000 ? hold : 10000, 0, 0, 0, 0};
+                              cfg.retention_ms, 0, hold < 10000 ? hold : 10000, 0, 0, 0, 0, 0};
     app.store = store_open(&sc, err, sizeof err);
     if (!app.store) {
         fail("%s", err);

@@ -98,7 +98,13 @@ struct store {
     uv_mutex_t db_lock; /* the connection: the writer's, but for store_recover at start */
     uv_thread_t checkpointer; /* sqlite: copies the WAL into the database off the writer */
     sqlite3 *ckpt_db;
-    uv_sem_t ckpt_stop;
+    /* the checkpointer's pause: it waits on ckpt_cond (ckpt_lock) until its time
+     * comes, the writer wakes it (ckpt_idle: it waits out a long pause) or the
+     * store closes (ckpt_stopping) */
+    uv_mutex_t ckpt_lock;
+    uv_cond_t ckpt_cond;
+    int ckpt_stopping;
+    _Atomic int ckpt_idle;
     _Atomic uint64_t ckpt_passes; /* checkpoints the checkpointer has run */
     struct fail_run ckpt_errs, catch_up_errs; /* the checkpointer's, the writer's */
     _Atomic uint64_t stat_ckpt_failures;
@@ -1041,7 +1047,9 @@ static void run_batch(struct store *s, struct op *ops, int stopping)
 
 /* The checkpointer: a second connection that copies the WAL into the
  * database every CHECKPOINT_EVERY_MS (PASSIVE: it never blocks the writer),
- * so the writer's commits do not stall on a checkpoint of their own. */
+ * so the writer's commits do not stall on a checkpoint of their own; at once
+ * when the WAL passes half its limit (on_wal wakes it), and then every
+ * CHECKPOINT_NEAR_LIMIT_MS while it stays past. */
 #define CHECKPOINT_EVERY_MS 200
 #define CHECKPOINT_NEAR_LIMIT_MS 2
 /* A PASSIVE checkpoint of db by one thread (who). One that fails (an I/O
@@ -1072,18 +1080,53 @@ static void checkpoint(struct store *s, sqlite3 *db, struct fail_run *e, const c
               atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed));
 }
 
+/* The WAL is past half its limit: the checkpointer passes without a pause. */
+static int wal_near_limit(struct store *s)
+{
+    return atomic_load(&s->stat_wal_frames) >= s->wal_max_frames / 2;
+}
+
 static void checkpointer_main(void *arg)
 {
     struct store *s = arg;
-    while (uv_sem_trywait(&s->ckpt_stop) != 0) {
+    uint64_t every_ms = s->cfg.ckpt_every_ms ? s->cfg.ckpt_every_ms : CHECKPOINT_EVERY_MS;
+    uv_mutex_lock(&s->ckpt_lock);
+    while (!s->ckpt_stopping) {
+        uv_mutex_unlock(&s->ckpt_lock);
         checkpoint(s, s->ckpt_db, &s->ckpt_errs, "checkpointer");
         atomic_fetch_add(&s->ckpt_passes, 1);
+        uv_mutex_lock(&s->ckpt_lock);
+        if (s->ckpt_stopping)
+            break;
         /* a WAL near its limit: pass after pass, each copying what came during the
-         * last, so that what the writer has left to copy (wal_catch_up) is little */
-        int near = atomic_load_explicit(&s->stat_wal_frames, memory_order_relaxed) >=
-                   s->wal_max_frames / 2;
-        usleep(near ? CHECKPOINT_NEAR_LIMIT_MS * 1000 : CHECKPOINT_EVERY_MS * 1000);
+         * last, so that what the writer has left to copy (wal_catch_up) is little.
+         * Else the long pause, cut short when the WAL passes half its limit: one
+         * that grows faster than a pause lets it (random keys in a large index
+         * dirty a page per task) would otherwise be left whole to the writer.
+         * idle before the look at the WAL, and on_wal's store of the WAL's
+         * length before its look at idle (both sequentially consistent): a
+         * commit that passes half either finds idle set or is seen here. */
+        if (wal_near_limit(s)) {
+            uv_cond_timedwait(&s->ckpt_cond, &s->ckpt_lock, CHECKPOINT_NEAR_LIMIT_MS * 1000000ull);
+            continue;
+        }
+        atomic_store(&s->ckpt_idle, 1);
+        if (!wal_near_limit(s))
+            uv_cond_timedwait(&s->ckpt_cond, &s->ckpt_lock, every_ms * 1000000ull);
+        atomic_store(&s->ckpt_idle, 0);
     }
+    uv_mutex_unlock(&s->ckpt_lock);
+}
+
+/* Ends the checkpointer's pause: now (wake), or for good (stop). */
+static void checkpointer_wake(struct store *s, int stop)
+{
+    uv_mutex_lock(&s->ckpt_lock);
+    if (stop)
+        s->ckpt_stopping = 1;
+    atomic_store(&s->ckpt_idle, 0);
+    uv_cond_signal(&s->ckpt_cond);
+    uv_mutex_unlock(&s->ckpt_lock);
 }
 
 /* Frames in the WAL past which the writer checkpoints (see wal_catch_up). */
@@ -1096,7 +1139,9 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int frames)
     (void)db;
     (void)name;
     struct store *s = arg;
-    atomic_store_explicit(&s->stat_wal_frames, (uint64_t)frames, memory_order_relaxed);
+    atomic_store(&s->stat_wal_frames, (uint64_t)frames);
+    if (atomic_load(&s->ckpt_idle) && wal_near_limit(s))
+        checkpointer_wake(s, 0);
     return SQLITE_OK;
 }
 
@@ -1731,7 +1776,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
         /* a connection learns that the database is in WAL mode when it first
          * reads it; until then a checkpoint on it does nothing (rc OK, -1 frames) */
         sqlite3_exec(s->ckpt_db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
-        uv_sem_init(&s->ckpt_stop, 0);
+        uv_mutex_init(&s->ckpt_lock);
+        uv_cond_init(&s->ckpt_cond);
         if (uv_thread_create(&s->checkpointer, checkpointer_main, s) != 0) {
             log_warn("event=store_checkpointer_not_started: the writer checkpoints itself");
             uv_mutex_lock(&s->db_lock);
@@ -1740,7 +1786,8 @@ struct store *store_open(const struct store_config *cfg, char *err, size_t errle
             sqlite3_close_v2(s->ckpt_db);
             s->ckpt_db = NULL;
             uv_mutex_unlock(&s->db_lock);
-            uv_sem_destroy(&s->ckpt_stop);
+            uv_mutex_destroy(&s->ckpt_lock);
+            uv_cond_destroy(&s->ckpt_cond);
         }
     }
     return s;
@@ -1819,10 +1866,11 @@ void store_close(struct store *s)
                   util_quote(path, sizeof path, sqlite3_db_filename(s->db, "main")));
     }
     if (s->ckpt_db) {
-        uv_sem_post(&s->ckpt_stop);
+        checkpointer_wake(s, 1);
         uv_thread_join(&s->checkpointer);
         sqlite3_close_v2(s->ckpt_db);
-        uv_sem_destroy(&s->ckpt_stop);
+        uv_mutex_destroy(&s->ckpt_lock);
+        uv_cond_destroy(&s->ckpt_cond);
     }
     sqlite3_stmt **all[] = {&s->st_insert, &s->st_find_active, &s->st_update, &s->st_get,
                             &s->st_cancel, &s->st_retry, &s->st_purge_scan, &s->st_purge, &s->st_list[0],

@@ -64,7 +64,7 @@ static struct exchange *parse(const char *body)
 
 static struct store *memory_store(void)
 {
-    struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0, 0, 0};
+    struct store_config sc = {"memory", "off", 1000, 1000000, 0, 0, 0, 0, 0, 0, 0};
     char err[256];
     struct store *s = store_open(&sc, err, sizeof err);
     assert_non_null(s);

@@ -85,8 +85,8 @@ static void wait_for(struct answer *a)
         uv_run(&loop, UV_RUN_ONCE);
 }
 
-/* hold_ms, hold_quiet_ms and wal_max_frames of the next open_store (0: the defaults) */
-static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold; } tune;
+/* hold_ms, hold_quiet_ms, wal_max_frames... of the next open_store (0: the defaults) */
+static struct { uint64_t hold_ms, quiet_ms, wal_max, purge_scan, failing_hold, ckpt_every; } tune;
 /* the store open_store opened and close_store has not closed: after a failed
  * test, close_each closes it, so that the next test's loop is not held open */
 static struct store *open_now;
@@ -101,7 +101,7 @@ static struct store *open_store(uint64_t max_active, uint64_t retention_ms)
 {
     struct store_config cfg = {spec,          "full",        max_active,   retention_ms, 1,
                                tune.hold_ms, tune.quiet_ms, tune.wal_max, tune.purge_scan,
-                               tune.failing_hold};
+                               tune.failing_hold, tune.ckpt_every};
     char err[256];
     struct store *s = store_open(&cfg, err, sizeof err);
     if (!s)
@@ -593,10 +593,11 @@ static void wait_until(struct store *s, int (*done)(struct store *))
     uv_timer_start(&tick, on_guard_tick, 5, 5);
     while (!done(s) && !guard_fired)
         uv_run(&loop, UV_RUN_ONCE);
-    assert_true(done(s));
+    /* the timers closed first: a failure's teardown runs the loop until it is empty */
     uv_close((uv_handle_t *)&guard, NULL);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
+    assert_true(done(s));
 }
 
 static int none_active(struct store *s)
@@ -786,6 +787,36 @@ static void test_checkpointer_rewinds_the_wal(void **state)
     memset(&tune, 0, sizeof tune);
 }
 
+/* A WAL that passes half its limit wakes the checkpointer out of its pause
+ * (ten minutes here): under a load that fills it faster than a pause lets
+ * it, the writer is not left to copy the whole WAL itself. The store's close
+ * ends the pause too. */
+static void test_checkpointer_woken_past_half_the_wal(void **state)
+{
+    (void)state;
+    unlink(path);
+    tune.wal_max = 200;
+    tune.ckpt_every = 600000;
+    struct store *s = open_store(100000, 86400000);
+    wait_until(s, one_pass); /* the first, at the start; then the pause */
+    struct store_stats st;
+    store_stats_read(s, &st);
+    uint64_t before = st.checkpoints;
+    submit_in_one_turn(s, "half", 50000); /* ~70 frames: short of half */
+    store_stats_read(s, &st);
+    assert_true(st.wal_frames > 0 && st.wal_frames < 100);
+    assert_int_equal(st.checkpoints, before);
+    submit_in_one_turn(s, "past", 52000); /* past half (100), short of the limit */
+    passes_want = before + 1;
+    wait_until(s, passes_reached);
+    store_stats_read(s, &st);
+    assert_int_equal(st.wal_catch_ups, 0);
+    uint64_t t0 = util_now_ms();
+    close_store(s);
+    assert_true(util_now_ms() - t0 < 5000);
+    memset(&tune, 0, sizeof tune);
+}
+
 static void test_migration_from_v1(void **state)
 {
     (void)state;
@@ -863,7 +894,7 @@ static void test_migration_from_v1(void **state)
     /* a database from a newer version is refused, and left as it is */
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "database schema version 6 is newer than this program's (5)"));
@@ -1696,7 +1727,7 @@ static void test_writer_not_started(void **state)
 {
     (void)state;
     unlink(path);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0, 0};
     char err[256];
     thread_fail_at = 1;
     assert_null(store_open(&cfg, err, sizeof err));
@@ -1736,7 +1767,7 @@ static void test_checkpointer_not_started(void **state)
 static void test_unusable_paths(void **state)
 {
     (void)state;
-    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0, 0, 0, 0, 0, 0};
+    struct store_config cfg = {"sqlite:/nonexistent-dir/x.db", "full", 10, 1000, 0, 0, 0, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent-dir/x.db"));
@@ -1760,7 +1791,7 @@ static void test_foreign_database_refused(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0};
+    struct store_config cfg = {spec, "full", 10, 1000, 1, 0, 0, 0, 0, 0, 0};
     char err[256];
     assert_null(store_open(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "it holds another program's schema (table \"orders\""));
@@ -1793,6 +1824,7 @@ int main(void)
         cmocka_unit_test_teardown(test_outcomes_released_when_due_or_quiet, close_each),
         cmocka_unit_test_teardown(test_wal_stays_short_under_load, close_each),
         cmocka_unit_test_teardown(test_checkpointer_rewinds_the_wal, close_each),
+        cmocka_unit_test_teardown(test_checkpointer_woken_past_half_the_wal, close_each),
         cmocka_unit_test_teardown(test_migration_from_v1, close_each),
         cmocka_unit_test_teardown(test_purge, close_each),
         cmocka_unit_test_teardown(test_purge_counts_from_the_end, close_each),

@@ -304,6 +304,8 @@ def m_burst(system, start, recv, n, a, r):
         lg["lost"] = max(0, lg["ok_2xx"] - lg["callbacks"])
         lg["duplicates"] = st["duplicates"] - st0["duplicates"]
         lg["peak_rss_mb"] = proc_status(svc.p.pid, "VmHWM") / 1024
+        if system != "reference":  # attempts that failed and were made again (/health)
+            lg["retried"] = get_json(f"http://127.0.0.1:{port}/health")["callbacks_retried"]
         return lg
     finally:
         svc.stop()
@@ -429,6 +431,11 @@ def report(results, a):
                     for r in runs) + " s")
         if after:
             lines.append("the last callback after the last submission, each run: " + "; ".join(after))
+        retried = [s + " " + " / ".join(fmt(r["retried"]) for r in results["burst"][s])
+                   for s in ("sqlite", "memory")
+                   if results["burst"].get(s) and all("retried" in r for r in results["burst"][s])]
+        if retried:
+            lines.append("callbacks retried (a failed attempt made again), each run: " + "; ".join(retried))
     if results["inflight"]:
         lines.append("\nin flight: tasks accepted with --latency 600-600 (one run: a memory figure;"
                      " accepted by bench/loadgen at c=256, no callback due)")

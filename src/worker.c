@@ -226,6 +226,7 @@ void worker_set_totals(const struct worker_set *s, struct worker_totals *out)
         out->sync_in_flight += LOAD(r->sync_in_flight);
         out->callbacks_delivered += LOAD(r->callbacks_delivered);
         out->callbacks_failed += LOAD(r->callbacks_failed);
+        out->callbacks_retried += LOAD(r->callbacks_retried);
         out->callbacks_put_off += LOAD(r->callbacks_put_off);
     }
 }

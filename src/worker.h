@@ -52,7 +52,7 @@ struct worker {
 struct worker_totals {
     uint64_t connections_open, connections_handed_off, requests_total, accept_failures;
     uint64_t tasks_accepted, tasks_in_flight, sync_in_flight;
-    uint64_t callbacks_delivered, callbacks_failed, callbacks_put_off;
+    uint64_t callbacks_delivered, callbacks_failed, callbacks_retried, callbacks_put_off;
 };
 
 /* Opens cfg->workers listening sockets on host:port (the first decides

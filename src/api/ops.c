@@ -34,7 +34,7 @@ void api_health(struct http_request *req, void *ctx)
                      ",\"requests_total\":%" PRIu64 ",\"tasks_accepted\":%" PRIu64
                      ",\"tasks_in_flight\":%" PRIu64 ",\"sync_in_flight\":%" PRIu64
                      ",\"callbacks_delivered\":%" PRIu64 ",\"callbacks_failed\":%" PRIu64
-                     ",\"callbacks_put_off\":%" PRIu64
+                     ",\"callbacks_retried\":%" PRIu64 ",\"callbacks_put_off\":%" PRIu64
                      ",\"output_dropped\":%" PRIu64 ",\"output_waiting_bytes\":%" PRIu64
                      ",\"store\":{\"active_tasks\":%" PRIu64 ",\"commits\":%" PRIu64
                      ",\"commit_failures\":%" PRIu64 ",\"failing_commits\":%" PRIu64
@@ -48,7 +48,8 @@ void api_health(struct http_request *req, void *ctx)
                      worker_set_count(w->set), t.connections_open, t.connections_handed_off,
                      t.accept_failures,
                      t.requests_total, t.tasks_accepted, t.tasks_in_flight, t.sync_in_flight,
-                     t.callbacks_delivered, t.callbacks_failed, t.callbacks_put_off,
+                     t.callbacks_delivered, t.callbacks_failed, t.callbacks_retried,
+                     t.callbacks_put_off,
                      output_dropped(), output_waiting(), st.active, st.commits,
                      st.commit_failures, st.failing_commits, st.failing_submits, st.queue_len,
                      st.purged, st.held, st.unwritten, st.wal_frames, st.checkpoint_failures, st.cache_bytes,

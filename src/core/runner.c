@@ -341,6 +341,7 @@ static void on_delivered(void *arg, const struct delivery_result *res)
         task_done(t);
         return;
     }
+    ST_ADD(callbacks_retried, 1);
     log_info("event=callback_retry task=%s request_id=%s attempts=%u status=%ld reason=%s "
              "retry_in_ms=%" PRIu64,
              id, t->ex->request_id, t->attempts, res->http_status, why_q, delay);

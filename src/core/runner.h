@@ -40,6 +40,7 @@ struct runner_counters {
     _Atomic uint64_t sync_in_flight;
     _Atomic uint64_t callbacks_delivered;
     _Atomic uint64_t callbacks_failed;
+    _Atomic uint64_t callbacks_retried; /* failed attempts to be made again */
     _Atomic uint64_t callbacks_put_off; /* retries put off: the main service failing */
 };
 

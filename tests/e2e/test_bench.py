@@ -28,9 +28,9 @@ def e2e_run(per_s):
             "gen_us": 20.0, "busy": 0.9}
 
 
-def burst_run(submit, all_cb):
+def burst_run(submit, all_cb, retried=0):
     return {"ok_2xx": 1000, "non2xx": 0, "submit_s": submit, "all_callbacks_s": all_cb,
-            "lost": 0, "duplicates": 0, "peak_rss_mb": 40.0}
+            "lost": 0, "duplicates": 0, "peak_rss_mb": 40.0, "retried": retried}
 
 
 def canned():
@@ -39,7 +39,7 @@ def canned():
               "reference": [accept_run(200), accept_run(300), accept_run(250)],
               "floor": [accept_run(40000), accept_run(60000), accept_run(50000)]}
     return {"accept_c64": accept, "accept_c256": {},
-            "burst": {"sqlite": [burst_run(3.0, 6.0), burst_run(2.5, 5.75), burst_run(3.25, 6.5)]},
+            "burst": {"sqlite": [burst_run(3.0, 6.0), burst_run(2.5, 5.75), burst_run(3.25, 6.5, 12)]},
             "inflight": {},
             "e2e_c64": {"sqlite": [e2e_run(15000), e2e_run(21000), e2e_run(18000)],
                         "memory": [e2e_run(20000), e2e_run(28000), e2e_run(24000)]},
@@ -57,6 +57,7 @@ def test_report_prints_each_run_and_its_ratios():
     assert ("runs, in turn (req/s): sqlite 20,000 / 15,000 / 18,000; memory 24,000 / 30,000 / "
             "26,000; reference 200 / 300 / 250; floor 40,000 / 60,000 / 50,000") in lines
     assert "the last callback after the last submission, each run: sqlite +3.00 / +3.25 / +3.25 s" in lines
+    assert "callbacks retried (a failed attempt made again), each run: sqlite 0 / 0 / 12" in lines
     assert any(line.startswith("exchanged --store sqlite (FULL)    18,000 completed tasks/s, "
                                "runs 15,000 / 21,000 / 18,000 (") for line in lines)
     assert "sqlite/memory, each run: 0.75 / 0.75 / 0.75" in lines

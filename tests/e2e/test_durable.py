@@ -198,6 +198,7 @@ def test_refused_then_500_twice_then_200(start_service, start_main):
     refused = svc.err.count(r"event=callback_retry .*status=0 ")
     assert svc.err.count(r"event=callback_retry .*status=500 ") == 2
     assert t["attempts"] == refused + 3
+    assert health(svc)["callbacks_retried"] == refused + 2
     st = stats(main)
     assert st["received"] == 1 and st["failed_on_purpose"] == 2  # delivered exactly once
     assert "retrying" in [h["state"] for h in t["history"]]

@@ -227,6 +227,7 @@ def test_many_callbacks_all_arrive(start_service, main_service):
     health = json.loads(body)
     assert health["tasks_accepted"] == n
     assert health["callbacks_delivered"] == n
+    assert health["callbacks_retried"] == 0 and health["callbacks_failed"] == 0
     # the outcomes the store held back are written once submissions stop
     deadline = time.monotonic() + 10
     while True:

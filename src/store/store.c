@@ -1048,8 +1048,8 @@ static void run_batch(struct store *s, struct op *ops, int stopping)
 /* The checkpointer: a second connection that copies the WAL into the
  * database every CHECKPOINT_EVERY_MS (PASSIVE: it never blocks the writer),
  * so the writer's commits do not stall on a checkpoint of their own; at once
- * when the WAL passes half its limit (on_wal wakes it), and then every
- * CHECKPOINT_NEAR_LIMIT_MS while it stays past. */
+ * when a commit finds the WAL past half its limit (on_wal wakes it), and then
+ * every CHECKPOINT_NEAR_LIMIT_MS while it stays past with frames left to copy. */
 #define CHECKPOINT_EVERY_MS 200
 #define CHECKPOINT_NEAR_LIMIT_MS 2
 /* A PASSIVE checkpoint of db by one thread (who). One that fails (an I/O
@@ -1084,7 +1084,7 @@ static int64_t checkpoint(struct store *s, sqlite3 *db, struct fail_run *e, cons
     return -1;
 }
 
-/* The WAL is past half its limit: the checkpointer passes without a pause. */
+/* The WAL is past half its limit (see checkpointer_main). */
 static int wal_near_limit(struct store *s)
 {
     return atomic_load(&s->stat_wal_frames) >= s->wal_max_frames / 2;

@@ -88,7 +88,7 @@ struct store_config {
     uint64_t purge_scan;     /* rows one purge run looks at, at most (0: 5000) */
     uint64_t failing_hold_ms; /* how long a failed commit keeps store_stats.failing set
                                  when no commit follows (0: STORE_FAILING_HOLD_MS) */
-    uint64_t ckpt_every_ms;   /* the checkpointer's pause while the WAL is short (0: 200) */
+    uint64_t ckpt_every_ms;   /* the checkpointer's pause when nothing presses (0: 200) */
 };
 
 /* A failed commit with no commit passing since keeps the store counted as

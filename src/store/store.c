@@ -570,14 +570,22 @@ static void do_submit(struct store *s, struct op *op, int64_t *active_delta)
 #define DEFER_RETRY_MS 250
 #define DEFER_SLICE 256
 
+/* Appends the chain first..last (none when first is NULL) to the list head..tail. */
+static void splice(struct op **head, struct op **tail, struct op *first, struct op *last)
+{
+    if (!first)
+        return;
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
 static void append(struct op **head, struct op **tail, struct op *op)
 {
     op->next = NULL;
-    if (*tail)
-        (*tail)->next = op;
-    else
-        *head = op;
-    *tail = op;
+    splice(head, tail, op, op);
 }
 
 /* Milliseconds until the list's next try (0: now). */
@@ -791,22 +799,14 @@ static void inbox_deliver(struct op *ops)
             next = op->next;
             op->next = NULL;
             if (op->inbox == in) {
-                if (mine_last)
-                    mine_last->next = op;
-                else
-                    mine = op;
-                mine_last = op;
+                append(&mine, &mine_last, op);
             } else {
                 *rest_tail = op;
                 rest_tail = &op->next;
             }
         }
         uv_mutex_lock(&in->lock);
-        if (in->tail)
-            in->tail->next = mine;
-        else
-            in->head = mine;
-        in->tail = mine_last;
+        splice(&in->head, &in->tail, mine, mine_last);
         uv_mutex_unlock(&in->lock);
         uv_async_send(&in->async);
         ops = rest;
@@ -1015,19 +1015,12 @@ static void run_batch(struct store *s, struct op *ops, int stopping)
         }
         op = next;
     }
-    if (kept) {
-        kept_tail->next = s->def_head;
+    if (kept) { /* in front of the list's rest */
+        splice(&kept, &kept_tail, s->def_head, s->def_tail);
         s->def_head = kept;
-        if (!s->def_tail)
-            s->def_tail = kept_tail;
+        s->def_tail = kept_tail;
     }
-    if (fresh) {
-        if (s->def_tail)
-            s->def_tail->next = fresh;
-        else
-            s->def_head = fresh;
-        s->def_tail = fresh_tail;
-    }
+    splice(&s->def_head, &s->def_tail, fresh, fresh_tail);
     idcount_clear(&s->def_kept);
     if (!s->def_head)
         idcount_clear(&s->def_ids); /* empty already: gives a large table back */
@@ -1289,11 +1282,7 @@ static struct op *next_work(struct store *s, struct op *ops, int stopping)
         if (!s->def_head)
             s->def_tail = NULL;
         s->ndef -= n;
-        if (sub_tail)
-            sub_tail->next = first;
-        else
-            sub = first;
-        sub_tail = last;
+        splice(&sub, &sub_tail, first, last);
         s->def_tried_ms = util_now_ms();
     }
     /* with submissions, as many held-back updates as there are submissions
@@ -1387,11 +1376,7 @@ static void writer_main(void *arg)
 static void enqueue_list(struct store *s, struct op *first, struct op *last, size_t n)
 {
     uv_mutex_lock(&s->lock);
-    if (s->tail)
-        s->tail->next = first;
-    else
-        s->head = first;
-    s->tail = last;
+    splice(&s->head, &s->tail, first, last);
     s->queued += n;
     atomic_store(&s->stat_queue, s->queued);
     int wake = s->writer_waiting; /* a busy writer takes the queue when its commit ends */

@@ -940,6 +940,26 @@ static void batch_refused(struct store *s, const char *what)
     commit_failed(s, why);
 }
 
+/* A read of a batch that was rolled back: what it read inside the batch's
+ * transaction may be gone (a task listed whose submission was then
+ * refused), so it reads again what is committed, outside any transaction;
+ * with one still open (its rollback failed too), it is answered 503. */
+static void read_again(struct store *s, struct op *op)
+{
+    for (size_t i = 0; i < op->nviews; i++)
+        store_view_free(&op->views[i]);
+    free(op->views);
+    op->views = NULL;
+    op->nviews = 0;
+    op->cursor = 0;
+    if (!sqlite3_get_autocommit(s->db))
+        op->status = STORE_E_IO;
+    else if (op->kind == OP_GET)
+        op->status = get_view(s, op->id, op);
+    else
+        do_list(s, op);
+}
+
 /* Runs one batch in one transaction (the last ones when stopping). */
 static void run_batch(struct store *s, struct op *ops, int stopping)
 {
@@ -977,7 +997,9 @@ static void run_batch(struct store *s, struct op *ops, int stopping)
     if (lost) {
         delta = 0;
         for (struct op *op = ops; op; op = op->next)
-            if (op->kind != OP_GET && op->kind != OP_LIST) {
+            if (op->kind == OP_GET || op->kind == OP_LIST)
+                read_again(s, op);
+            else {
                 op->status = STORE_E_IO;
                 if (op->kind == OP_UPDATE && !stopping)
                     defer_update(s, op);

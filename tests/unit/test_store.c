@@ -1320,6 +1320,58 @@ static void test_transaction_lost_mid_batch(void **state)
     close_store(s);
 }
 
+/* The reads of a batch that was rolled back read again what is committed:
+ * in the batch of a submission whose commit fails, a list shows no such
+ * task and a get of it finds none; after a statement that rolled the
+ * batch back, a read is answered from what is committed. Before, the
+ * first two showed the refused task as stored (its client told 503), and
+ * the last was refused (503) though it needed no write. */
+static void test_reads_of_a_lost_batch(void **state)
+{
+    (void)state;
+    unlink(path);
+    struct store *s = open_store(10, 86400000);
+    assert_int_equal(submit(s, ID(710), "\"k0\"", P1, NULL), STORE_OK);
+    store_fault_set_full(s, 1);
+    static struct answer sa, la, ga;
+    struct store_submit t = {ID(711), "\"k1\"", P1};
+    struct store_list_query q = {-1, NULL, 0, 10};
+    store_submit(s, inbox, &t, on_submit, &sa); /* one turn: one batch */
+    store_list(s, inbox, &q, on_list, &la);
+    store_get(s, inbox, ID(711), on_view, &ga);
+    wait_for(&sa);
+    wait_for(&la);
+    wait_for(&ga);
+    assert_int_equal(sa.status, STORE_E_IO);
+    assert_int_equal(la.status, STORE_OK);
+    assert_int_equal(la.n, 1);
+    assert_int_equal(la.v[0].id, ID(710));
+    assert_int_equal(la.cursor, 0);
+    assert_int_equal(ga.status, STORE_E_NOTFOUND);
+    answer_free(&la);
+    answer_free(&ga);
+    store_fault_set_full(s, 0);
+
+    memset(&sa, 0, sizeof sa);
+    fail_sql = "INSERT INTO tasks";
+    fail_at = 1;
+    t = (struct store_submit){ID(712), "\"k2\"", P1};
+    store_submit(s, inbox, &t, on_submit, &sa);
+    store_get(s, inbox, ID(710), on_view, &ga);
+    wait_for(&sa);
+    wait_for(&ga);
+    assert_int_equal(sa.status, STORE_E_IO);
+    assert_int_equal(ga.status, STORE_OK);
+    assert_int_equal(ga.v[0].id, ID(710));
+    assert_string_equal(ga.v[0].request_id, "\"k0\"");
+    answer_free(&ga);
+    struct store_stats st;
+    store_stats_read(s, &st);
+    assert_int_equal(st.active, 1);
+    assert_int_equal(st.commit_failures, 2);
+    close_store(s);
+}
+
 /* Checkpoints stopped on demand: test_store also links with
  * -Wl,--wrap=sqlite3_wal_checkpoint_v2. While ckpt_hold is set, the
  * checkpointer's next call waits in here, before SQLite's, until
@@ -1841,6 +1893,7 @@ int main(void)
         cmocka_unit_test_teardown(test_full_disk_fault, close_each),
         cmocka_unit_test_teardown(test_begin_refused, close_each),
         cmocka_unit_test_teardown(test_transaction_lost_mid_batch, close_each),
+        cmocka_unit_test_teardown(test_reads_of_a_lost_batch, close_each),
         cmocka_unit_test_teardown(test_statement_failed_alone, close_each),
         cmocka_unit_test_teardown(test_newest_id, close_each),
         cmocka_unit_test_teardown(test_update_failed_alone_written_again, close_each),

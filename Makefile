@@ -35,9 +35,9 @@ LIB_SRC := src/util.c src/output.c src/buf.c src/jsonw.c src/opts.c \
            src/store/sqlmem.c src/memtrim.c
 EXCHANGED_SRC := src/main.c src/config.c src/worker.c src/api/routes.c src/api/exchange.c \
                  src/api/ops.c src/api/tasks.c
-MAIN_SRC := src/mainsvc/main.c
+MAIN_SRC := src/mainsvc/main.c src/mainsvc/results.c
 UNIT_TESTS := util output buf jsonw opts config router server group client money payload deadline idcount delivery runner \
-              backoff store walvfs sqlmem memtrim
+              backoff store walvfs sqlmem memtrim results
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 EXCHANGED_OBJ := $(EXCHANGED_SRC:%.c=$(BUILD)/%.o)
@@ -68,8 +68,11 @@ $(BUILD)/exchanged: $(EXCHANGED_OBJ) $(BUILD)/libexchange.a
 $(BUILD)/exchanged-main: $(MAIN_OBJ) $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
-# unit tests: one per module; test_config also links the service's config.c
+# unit tests: one per module; test_config also links the service's config.c, test_results
+# the stand-in main service's table
 $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/config.o $(BUILD)/libexchange.a
+	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+$(BUILD)/tests/unit/test_results: $(BUILD)/tests/unit/test_results.o $(BUILD)/src/mainsvc/results.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 # calls a unit test makes fail on demand (-Wl,--wrap: its __wrap_F runs for F):
 # the store's thread starts and WAL checkpoints, the client's sends, sqlmem's malloc and

@@ -13,9 +13,10 @@
  *   GET /                               -> {"status":"ok"}
  *
  * and prints each result it accepts on stdout (one line, the body as
- * received) unless --quiet. Results are kept in memory, in one hash table
- * shared by the worker threads under a mutex (a stand-in, not a product:
- * the lock is held for a lookup and an insert only).
+ * received) unless --quiet. Results are kept in memory, in one table
+ * (results.h: it grows without stopping) shared by the worker threads
+ * under a mutex (a stand-in, not a product: the lock is held for a lookup
+ * and an insert only).
  */
 #include <http_parser.h>
 #include <jansson.h>
@@ -33,13 +34,7 @@
 #include "../opts.h"
 #include "../output.h"
 #include "../util.h"
-
-struct entry {
-    struct entry *next;
-    char *key;   /* request_id as compact JSON text: "abc" or 42 */
-    char *body;  /* the last callback body */
-    size_t len;
-};
+#include "results.h"
 
 /* connections per worker */
 #define MAIN_MAX_CONNECTIONS 100000UL
@@ -72,59 +67,8 @@ static const struct opt table[] = {
 };
 
 static uv_mutex_t lock;
-static struct entry **buckets;
-static size_t nbuckets, nentries;
+static struct results results; /* under lock */
 static uint64_t received, duplicates, rejected, failed_on_purpose;
-
-static uint64_t hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static void grow(void)
-{
-    size_t n = nbuckets ? nbuckets * 2 : 1024;
-    struct entry **b = xcalloc(n, sizeof *b);
-    for (size_t i = 0; i < nbuckets; i++) {
-        struct entry *e = buckets[i];
-        while (e) {
-            struct entry *next = e->next;
-            size_t k = hash(e->key) & (n - 1);
-            e->next = b[k];
-            b[k] = e;
-            e = next;
-        }
-    }
-    free(buckets);
-    buckets = b;
-    nbuckets = n;
-}
-
-/* Stores body under key; returns 1 when the key was new. Caller holds lock. */
-static int store(const char *key, const char *body, size_t len)
-{
-    if (nentries >= nbuckets / 2)
-        grow();
-    size_t k = hash(key) & (nbuckets - 1);
-    for (struct entry *e = buckets[k]; e; e = e->next)
-        if (!strcmp(e->key, key)) {
-            free(e->body);
-            e->body = xstrndup(body, len);
-            e->len = len;
-            return 0;
-        }
-    struct entry *e = xmalloc(sizeof *e);
-    e->key = xstrndup(key, strlen(key));
-    e->body = xstrndup(body, len);
-    e->len = len;
-    e->next = buckets[k];
-    buckets[k] = e;
-    nentries++;
-    return 1;
-}
 
 /* One stdout line, "HEAD BODY", through the output thread (output.h): a
  * reader that stops reading never stops the stand-in. */
@@ -192,7 +136,7 @@ static void put_result(struct http_request *req, void *ctx)
     char *key = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
     uv_mutex_lock(&lock);
     received++;
-    if (!store(key, req->body, req->body_len))
+    if (!results_put(&results, key, req->body, req->body_len))
         duplicates++;
     uv_mutex_unlock(&lock);
     if (!opt.quiet)
@@ -235,16 +179,13 @@ static void get_result(struct http_request *req, void *ctx)
     char *body = NULL;
     size_t len = 0;
     uv_mutex_lock(&lock);
-    for (int pass = 0; pass < 2 && !body && nbuckets; pass++) {
+    for (int pass = 0; pass < 2 && !body; pass++) {
         const char *key = pass == 0 ? as_string : id;
-        if (!key)
-            continue;
-        for (struct entry *e = buckets[hash(key) & (nbuckets - 1)]; e; e = e->next)
-            if (!strcmp(e->key, key)) {
-                body = xstrndup(e->body, e->len);
-                len = e->len;
-                break;
-            }
+        const struct result *e = key ? results_get(&results, key) : NULL;
+        if (e) {
+            body = xstrndup(e->body, e->len);
+            len = e->len;
+        }
     }
     uv_mutex_unlock(&lock);
     free(as_string);
@@ -277,7 +218,7 @@ static void get_stats(struct http_request *req, void *ctx)
     int n = snprintf(body, sizeof body,
                      "{\"received\":%llu,\"distinct\":%llu,\"duplicates\":%llu,\"rejected\":%llu,"
                      "\"failed_on_purpose\":%llu,\"connections\":%llu}",
-                     (unsigned long long)received, (unsigned long long)nentries,
+                     (unsigned long long)received, (unsigned long long)results_count(&results),
                      (unsigned long long)duplicates, (unsigned long long)rejected,
                      (unsigned long long)failed_on_purpose, conns);
     uv_mutex_unlock(&lock);

@@ -6,7 +6,8 @@ between systems measured in this run, with each run's figures and ratios under t
 writes every raw figure to a JSON file.
 
   bench/bench.py [--runs 3] [--seconds 10] [--burst 100000] [--inflight 1000000] [--smoke]
-                 [--out build/bench-results.json] [--only accept,burst,inflight,e2e]
+                 [--aged 2000000] [--out build/bench-results.json]
+                 [--only accept,burst,inflight,e2e,aged]
 
 --smoke: tiny loads, one run, no Python reference or nginx when missing: proves the scripts
 run and report (the test command runs it); its figures mean nothing.
@@ -176,11 +177,12 @@ class Receiver:
         self.svc.stop()
 
 
-def wrk(url, seconds, conns, prefix):
+def wrk(url, seconds, conns, prefix, ids="counter"):
     threads = min(2, conns)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency",
                           "-s", LUA, url], capture_output=True, text=True,
-                         env=dict(os.environ, BENCH_PREFIX=prefix), timeout=seconds + 60).stdout
+                         env=dict(os.environ, BENCH_PREFIX=prefix, BENCH_IDS=ids),
+                         timeout=seconds + 60).stdout
     m = re.search(r"RESULT (.*)", out)
     if not m:
         raise RuntimeError("wrk printed no result:\n" + out)
@@ -198,9 +200,10 @@ def loadgen(port, n, conc, prefix):
 
 # ---- the systems ----
 
-def start_exchanged(store, tmp, recv, latency="1-3", tag="x"):
+def start_exchanged(store, tmp, recv, latency="1-3", tag="x", db=None):
     port = free_port()
-    spec = f"sqlite:{tmp}/bench-{tag}-{time.monotonic_ns()}.db" if store == "sqlite" else "memory"
+    spec = f"sqlite:{db or f'{tmp}/bench-{tag}-{time.monotonic_ns()}.db'}" if store == "sqlite" \
+        else "memory"
     svc = Service([EXCHANGED, "--port", str(port), "--store", spec, "--latency", latency,
                    "--bill-log", "0", "--log-level", "warn", "--max-active-tasks", "5000000",
                    "--main-service-url", f"http://127.0.0.1:{recv.port}"],
@@ -277,6 +280,72 @@ def m_accept(system, start, recv, a, conns, r):
         return w
     finally:
         svc.stop()
+
+
+# An aged database: N tasks that ended over the last two days, with random
+# (UUID) request_ids, as a service that has run a while holds them until
+# --retention purges them. Rows shaped like the service's own (the stored
+# payload, a breakdown, a history); their request_id index filled by random
+# inserts, as a running service fills it. The schema is the service's: it
+# makes the file, stops, and the rows go in with SQLite's shell off (no
+# journal, no sync: this is set-up, not the measurement).
+AGED_FILL = """
+PRAGMA journal_mode=OFF;
+PRAGMA synchronous=OFF;
+PRAGMA cache_size=-1000000;
+WITH RECURSIVE c(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM c WHERE k < {n} - 1),
+ t(k, ms) AS (SELECT k, {start} + k * {step} FROM c)
+INSERT INTO tasks (id, request_id, payload, state, attempts, created_ms, updated_ms,
+                   next_attempt_ms, last_error, breakdown, history)
+SELECT (ms << 20) | (k & 1023),
+  '"' || lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' ||
+  substr(lower(hex(randomblob(2))), 2) || '-a' || substr(lower(hex(randomblob(2))), 2) || '-' ||
+  lower(hex(randomblob(6))) || '"',
+  '[75.5,1,10.0,5,2,20.0,3]', 4, 1, ms, ms + 2500, 0, NULL,
+  '[{{"denomination_id":1,"subtotal_rub":3775.0}},{{"denomination_id":2,"subtotal_rub":4530.0}}]',
+  ' delivering@' || (ms + 2400) || ' succeeded@' || (ms + 2500)
+FROM t;
+PRAGMA journal_mode=WAL;
+"""
+
+
+def make_aged(tmp, recv, n):
+    """The aged database's file (made once; each run works on a copy) and its fill time."""
+    import sqlite3
+    path = os.path.join(tmp, "aged-template.db")
+    svc, _ = start_exchanged("sqlite", tmp, recv, tag="aged-made", db=path)
+    svc.stop()
+    span = 2 * 86400 * 1000  # two days, ending a minute ago: ids below the service's new ones
+    step = max(1, span // n)
+    start = int(time.time() * 1000) - 60000 - step * n
+    t0 = time.monotonic()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(AGED_FILL.format(n=n, start=start, step=step))
+    count = db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
+    db.close()
+    if count != n:
+        raise RuntimeError(f"the aged database holds {count} tasks, not {n}")
+    return path, time.monotonic() - t0
+
+
+def m_aged(which, tmp, recv, a, template, r):
+    """accept c=64 with UUID request_ids: on an empty database, or on a copy of the aged one."""
+    db = os.path.join(tmp, f"aged-{which}-{r}.db")
+    if which == "aged":
+        shutil.copyfile(template, db)
+    os.sync()  # the copy's writes out before the load, not in the middle of it
+    svc, port = start_exchanged("sqlite", tmp, recv, tag=f"aged-{which}", db=db)
+    try:
+        cpu = CpuWindow(svc.p.pid, recv.svc.p.pid)
+        w = wrk(f"http://127.0.0.1:{port}{PATH}", a.seconds, 64, f"aged-{which}-{r}", ids="uuid")
+        w.update(cpu.per_request_us(w["requests"]))
+        w["db_mb"] = os.path.getsize(db) / 1e6
+        return w
+    finally:
+        svc.stop()
+        for suffix in ("", "-wal"):
+            if os.path.exists(db + suffix):
+                os.unlink(db + suffix)
 
 
 def m_floor(tmp, a, conns):
@@ -458,6 +527,18 @@ def report(results, a):
         if a.runs > 1 and e2e.get("sqlite") and e2e.get("memory"):
             lines.append("sqlite/memory, each run: "
                          + per_run_ratios(e2e["sqlite"], e2e["memory"], "completed_per_s", "{:.2f}"))
+    aged = results.get("aged")
+    if aged:
+        lines.append(f"\naged database: accept, wrk c=64 {a.seconds}s, random (UUID) request_ids, "
+                     f"--store sqlite (median of {a.runs})")
+        lines.append(f"{'database':34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7}")
+        for which, name in (("empty", "empty"),
+                            ("aged", f"{fmt(aged['tasks'])} tasks ended, {fmt(aged['db_mb'])} MB")):
+            runs = aged[which]
+            lines.append(f"{name:34} {fmt(med(runs, 'rps')):>10} {fmt(med(runs, 'p50_ms'), 2):>8} "
+                         f"{fmt(med(runs, 'p99_ms'), 2):>8} {fmt(med(runs, 'non2xx')):>7}")
+        lines.append(f"aged/empty, each run: {per_run_ratios(aged['aged'], aged['empty'], 'rps', '{:.2f}')}"
+                     f" (filled in {aged['fill_s']:.0f} s, each run on a fresh copy)")
     us = results["machine"].get("fdatasync_us")
     if us:
         lines.append(f"\nfdatasync of a 16 KiB append here: {us:.0f} us (median); with synchronous=FULL "
@@ -487,7 +568,7 @@ def fsync_probe(directory, n=200):
     return statistics.median(times) * 1e6
 
 
-PARTS = ("accept", "burst", "inflight", "e2e")
+PARTS = ("accept", "burst", "inflight", "e2e", "aged")
 
 
 def positive(kind):
@@ -523,6 +604,7 @@ def main():
             ("--burst", int, 100000, "N", "requests in each burst of exchanged"),
             ("--burst-reference", int, 2000, "N", "requests in each burst of the Python reference"),
             ("--inflight", int, 1000000, "N", "tasks held in flight for the memory figure"),
+            ("--aged", int, 2000000, "N", "ended tasks in the aged database (at most 100,000,000)"),
             ("--settle", float, 10.0, "S", "seconds to wait for the callbacks after a load")):
         ap.add_argument(flag, type=positive(kind), default=default, metavar=metavar,
                         help=f"{text} (default {default})")
@@ -536,6 +618,9 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.runs, a.seconds, a.burst, a.burst_reference, a.inflight, a.settle = 1, 1, 300, 50, 500, 3.0
+        a.aged = 2000
+    if a.aged > 100000000:
+        ap.error("--aged: at most 100,000,000 tasks")
     only = a.only
     for tool in (EXCHANGED, MAIN, LOADGEN):
         if not os.path.exists(tool):
@@ -548,7 +633,7 @@ def main():
         sys.exit("bench: nginx-light and python3-fastapi/uvicorn/httpx are needed (make bench)")
     latency_short = a.latency = "0.2-0.4" if a.smoke else "1-3"
     results = {"accept_c64": {}, "accept_c256": {}, "burst": {}, "inflight": {}, "e2e_c64": {},
-               "e2e_c256": {},
+               "e2e_c256": {}, "aged": {},
                "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
                "args": vars(a)}
     tmp = tempfile.mkdtemp(prefix="exchanged-bench-")
@@ -587,6 +672,14 @@ def main():
                         start = lambda name=name: start_exchanged(name, tmp, recv, "0-0",
                                                                   f"e2e{conns}-{name}")
                         table.setdefault(name, []).append(m_e2e(name, start, recv, a, conns, r))
+        if "aged" in only:
+            template, fill_s = make_aged(tmp, recv, a.aged)
+            aged = results["aged"]
+            aged.update({"tasks": a.aged, "fill_s": fill_s, "db_mb": os.path.getsize(template) / 1e6,
+                         "empty": [], "aged": []})
+            for r in range(a.runs):
+                for which in ("empty", "aged"):
+                    aged[which].append(m_aged(which, tmp, recv, a, template, r))
     finally:
         recv.stop()
         shutil.rmtree(tmp, ignore_errors=True)

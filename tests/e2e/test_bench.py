@@ -43,7 +43,11 @@ def canned():
             "inflight": {},
             "e2e_c64": {"sqlite": [e2e_run(15000), e2e_run(21000), e2e_run(18000)],
                         "memory": [e2e_run(20000), e2e_run(28000), e2e_run(24000)]},
-            "e2e_c256": {}, "machine": {}}
+            "e2e_c256": {}, "machine": {},
+            "aged": {"tasks": 2000000, "fill_s": 21.4, "db_mb": 612.3,
+                     "empty": [accept_run(25000), accept_run(20000), accept_run(24000)],
+                     "aged": [accept_run(12500, 80.0), accept_run(15000, 60.0),
+                              accept_run(12000, 90.0)]}}
 
 
 def test_report_prints_each_run_and_its_ratios():
@@ -61,11 +65,15 @@ def test_report_prints_each_run_and_its_ratios():
     assert any(line.startswith("exchanged --store sqlite (FULL)    18,000 completed tasks/s, "
                                "runs 15,000 / 21,000 / 18,000 (") for line in lines)
     assert "sqlite/memory, each run: 0.75 / 0.75 / 0.75" in lines
+    # the aged database beside an empty one, each run's ratio
+    assert "2,000,000 tasks ended, 612 MB          12,500     1.00    80.00       0" in lines
+    assert "aged/empty, each run: 0.50 / 0.75 / 0.50 (filled in 21 s, each run on a fresh copy)" in lines
 
 
 def test_report_of_one_run_has_no_per_run_lines():
     bench = load_bench()
     results = canned()
+    del results["aged"]  # a raw file from before the part: nothing printed for it
     for table in ("accept_c64", "burst", "e2e_c64"):
         for system in results[table]:
             results[table][system] = results[table][system][:1]
@@ -80,7 +88,8 @@ def test_arguments_checked_with_a_clear_error():
     of 0 would have divided by it. Each is refused before anything starts."""
     bench = os.path.join(HERE, "..", "..", "bench", "bench.py")
     for args, said in ((["--only", "accept,acept"], "unknown part acept; expected some of "
-                                                    "accept,burst,inflight,e2e"),
+                                                    "accept,burst,inflight,e2e,aged"),
+                       (["--aged", "100000001"], "--aged: at most 100,000,000 tasks"),
                        (["--only", ","], "unknown part (none given)"),
                        (["--runs", "0"], "--runs: expected a number greater than 0, got '0'"),
                        (["--settle", "soon"], "--settle: expected a number, got 'soon'")):

@@ -287,8 +287,8 @@ def m_accept(system, start, recv, a, conns, r):
 # --retention purges them. Rows shaped like the service's own (the stored
 # payload, a breakdown, a history); their request_id index filled by random
 # inserts, as a running service fills it. The schema is the service's: it
-# makes the file, stops, and the rows go in with SQLite's shell off (no
-# journal, no sync: this is set-up, not the measurement).
+# makes the file, stops, and the rows go in with SQLite's journal and sync
+# off (this is set-up, not the measurement).
 AGED_FILL = """
 PRAGMA journal_mode=OFF;
 PRAGMA synchronous=OFF;

@@ -68,8 +68,8 @@ $(BUILD)/exchanged: $(EXCHANGED_OBJ) $(BUILD)/libexchange.a
 $(BUILD)/exchanged-main: $(MAIN_OBJ) $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
-# unit tests: one per module; test_config also links the service's config.c, test_results
-# the stand-in main service's table
+# unit tests: one per module; test_config also links the service's config.c, and
+# test_results the stand-in main service's table (src/mainsvc/results.c)
 $(BUILD)/tests/unit/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/src/config.o $(BUILD)/libexchange.a
 	$(CC) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 $(BUILD)/tests/unit/test_results: $(BUILD)/tests/unit/test_results.o $(BUILD)/src/mainsvc/results.o $(BUILD)/libexchange.a

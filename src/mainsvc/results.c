@@ -90,8 +90,6 @@ int results_put(struct results *r, const char *key, const char *body, size_t len
         r->moved = 0;
         r->ncur = r->ncur ? r->ncur * 2 : FIRST_BUCKETS;
         r->cur = xcalloc(r->ncur, sizeof *r->cur);
-        if (!r->old)
-            r->nold = 0;
     }
     if (r->old)
         moved += move_some(r, RESULTS_MOVE_STEP);

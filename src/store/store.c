@@ -460,6 +460,16 @@ static int get_view(struct store *s, uint64_t id, struct op *op)
     return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ? STORE_E_NOTFOUND : STORE_E_IO;
 }
 
+/* Frees the views an op read (a read's answer), leaving it none. */
+static void op_views_clear(struct op *op)
+{
+    for (size_t i = 0; i < op->nviews; i++)
+        store_view_free(&op->views[i]);
+    free(op->views);
+    op->views = NULL;
+    op->nviews = 0;
+}
+
 /* "state@ms" into out (n >= 40), without printf (every write makes some). */
 static void history_token(char *out, size_t n, int state, uint64_t now)
 {
@@ -670,10 +680,7 @@ static int retry_unreadable(struct store *s, struct op *op)
         op->status = STORE_E_UNREADABLE;
         return 1;
     }
-    store_view_free(&op->views[0]);
-    free(op->views);
-    op->views = NULL;
-    op->nviews = 0;
+    op_views_clear(op);
     return 0;
 }
 
@@ -815,9 +822,7 @@ static void inbox_deliver(struct op *ops)
 
 static void op_free(struct op *op)
 {
-    for (size_t i = 0; i < op->nviews; i++)
-        store_view_free(&op->views[i]);
-    free(op->views);
+    op_views_clear(op);
     free(op);
 }
 
@@ -946,11 +951,7 @@ static void batch_refused(struct store *s, const char *what)
  * with one still open (its rollback failed too), it is answered 503. */
 static void read_again(struct store *s, struct op *op)
 {
-    for (size_t i = 0; i < op->nviews; i++)
-        store_view_free(&op->views[i]);
-    free(op->views);
-    op->views = NULL;
-    op->nviews = 0;
+    op_views_clear(op);
     op->cursor = 0;
     if (!sqlite3_get_autocommit(s->db))
         op->status = STORE_E_IO;
